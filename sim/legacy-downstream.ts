@@ -1,0 +1,179 @@
+/**
+ * A simulated legacy downstream: takes `POST /batch` with a JSON array and,
+ * after a configurable latency (plus jitter), answers an array with one result
+ * per item, `{ "echo": <item> }`. Used by the demo, the tests and the
+ * benchmarks; its behaviour can be changed while it runs, to inject faults.
+ *
+ * Run alone: `node sim/legacy-downstream.ts` with PORT, LATENCY_MS, JITTER_MS,
+ * FAILURE_RATE in the environment.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Behaviour =
+  | 'ok'
+  /** 500 for every batch. */
+  | 'status-500'
+  /** 2xx with one result too few. */
+  | 'wrong-length'
+  /** 2xx with a body that is not JSON. */
+  | 'not-json'
+  /** 2xx with a JSON object instead of an array. */
+  | 'not-array'
+  /** Never answers. */
+  | 'hang'
+  /** Destroys the connection without answering. */
+  | 'reset';
+
+export interface LegacyOptions {
+  latencyMs: number;
+  jitterMs: number;
+  /** Share of batches (0..1) answered 500 at random. */
+  failureRate: number;
+  behaviour: Behaviour;
+  /** When set, `behaviour` applies only to batches from this shard (x-shard); others get 'ok'. */
+  faultShard: string | null;
+  /** Keep each batch's items and headers (tests); benchmarks leave it off. */
+  record: boolean;
+}
+
+export interface ReceivedBatch {
+  readonly batchId: string;
+  readonly shard: string;
+  readonly traceparent: string | undefined;
+  readonly items: unknown[];
+  readonly receivedAt: number;
+}
+
+const DEFAULTS: LegacyOptions = { latencyMs: 5, jitterMs: 0, failureRate: 0, behaviour: 'ok', faultShard: null, record: false };
+
+export class LegacyDownstream {
+  readonly server: Server;
+  readonly options: LegacyOptions;
+  readonly received: ReceivedBatch[] = [];
+  batches = 0;
+  items = 0;
+  inflight = 0;
+  maxInflight = 0;
+  private readonly inflightByShard = new Map<string, number>();
+  readonly maxInflightByShard = new Map<string, number>();
+
+  private constructor(options: LegacyOptions) {
+    this.options = options;
+    this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.handle(request, response));
+  }
+
+  static async start(options: Partial<LegacyOptions> & { port?: number; host?: string } = {}): Promise<LegacyDownstream> {
+    const { port = 0, host = '127.0.0.1', ...rest } = options;
+    const downstream = new LegacyDownstream({ ...DEFAULTS, ...rest });
+    await new Promise<void>((resolve) => downstream.server.listen(port, host, resolve));
+    return downstream;
+  }
+
+  get url(): string {
+    const { port } = this.server.address() as AddressInfo;
+    return `http://127.0.0.1:${port}/batch`;
+  }
+
+  set(options: Partial<LegacyOptions>): void {
+    Object.assign(this.options, options);
+  }
+
+  /** Forgets what was received (counts, records, high-water marks). */
+  reset(): void {
+    this.received.length = 0;
+    this.batches = 0;
+    this.items = 0;
+    this.maxInflight = 0;
+    this.maxInflightByShard.clear();
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private handle(request: IncomingMessage, response: ServerResponse): void {
+    if (request.method !== 'POST') {
+      response.writeHead(405).end();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => this.answer(request, response, Buffer.concat(chunks)));
+  }
+
+  private answer(request: IncomingMessage, response: ServerResponse, body: Buffer): void {
+    let items: unknown[];
+    try {
+      items = JSON.parse(body.toString('utf8')) as unknown[];
+      if (!Array.isArray(items)) throw new Error('not an array');
+    } catch {
+      response.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"body must be a JSON array"}');
+      return;
+    }
+    const shard = String(request.headers['x-shard'] ?? '');
+    this.batches++;
+    this.items += items.length;
+    if (this.options.record) {
+      this.received.push({
+        batchId: String(request.headers['x-batch-id'] ?? ''),
+        shard,
+        traceparent: request.headers.traceparent as string | undefined,
+        items,
+        receivedAt: performance.now(),
+      });
+    }
+    this.track(shard, +1);
+    const { latencyMs, jitterMs, failureRate, faultShard } = this.options;
+    const behaviour = faultShard === null || faultShard === shard ? this.options.behaviour : 'ok';
+    if (behaviour === 'hang') {
+      response.on('close', () => this.track(shard, -1));
+      return;
+    }
+    const delay = latencyMs + (jitterMs > 0 ? Math.random() * jitterMs : 0);
+    setTimeout(() => {
+      this.track(shard, -1);
+      if (behaviour === 'reset') {
+        request.socket.destroy();
+        return;
+      }
+      if (behaviour === 'status-500' || (failureRate > 0 && Math.random() < failureRate)) {
+        response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"legacy failure"}');
+        return;
+      }
+      let payload: string;
+      if (behaviour === 'not-json') payload = '<html>oops</html>';
+      else if (behaviour === 'not-array') payload = '{"results":[]}';
+      else {
+        const results = items.map((item) => ({ echo: item }));
+        if (behaviour === 'wrong-length') results.pop();
+        payload = JSON.stringify(results);
+      }
+      response.writeHead(200, { 'content-type': 'application/json' }).end(payload);
+    }, delay);
+  }
+
+  private track(shard: string, delta: number): void {
+    this.inflight += delta;
+    if (this.inflight > this.maxInflight) this.maxInflight = this.inflight;
+    const now = (this.inflightByShard.get(shard) ?? 0) + delta;
+    this.inflightByShard.set(shard, now);
+    if (now > (this.maxInflightByShard.get(shard) ?? 0)) this.maxInflightByShard.set(shard, now);
+  }
+}
+
+if (import.meta.main) {
+  const env = process.env;
+  const downstream = await LegacyDownstream.start({
+    port: Number(env.PORT ?? 9090),
+    host: env.HOST ?? '0.0.0.0',
+    latencyMs: Number(env.LATENCY_MS ?? 50),
+    jitterMs: Number(env.JITTER_MS ?? 10),
+    failureRate: Number(env.FAILURE_RATE ?? 0),
+  });
+  process.stdout.write(`legacy downstream listening on ${downstream.url}\n`);
+  const stop = () => void downstream.close().then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

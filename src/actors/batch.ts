@@ -1,0 +1,111 @@
+/**
+ * The data that flows through a shard: items (one per caller) and batches
+ * (what one downstream call carries). Both are plain classes with a fixed
+ * shape so V8 keeps them monomorphic on the hot path.
+ *
+ * An item is settled exactly once, by whichever comes first: its batch's
+ * result, its batch's failure, its deadline, or shutdown. `settled` is the
+ * guard; the ItemSink is told once, and later outcomes for the item are
+ * dropped. This is what makes "no caller is answered twice, no caller hangs"
+ * hold even when a deadline races a downstream answer.
+ */
+import type { SidecarError } from '../errors.ts';
+
+export type Trigger = 'size' | 'time' | 'drain';
+
+/** One caller's request, as the batcher sees it: no HTTP in here. */
+export class Item {
+  /** The JSON body exactly as the caller sent it (valid UTF-8, already parsed once). */
+  readonly body: Buffer;
+  /** Monotonic ms (performance.now clock) after which the item gets 504. */
+  readonly deadline: number;
+  /** Monotonic ms when the sidecar accepted it. */
+  readonly acceptedAt: number;
+  /** Opaque to the batcher: whatever the ingress needs to answer (a Fastify reply). */
+  readonly owner: unknown;
+  settled = false;
+
+  constructor(body: Buffer, acceptedAt: number, deadline: number, owner: unknown) {
+    this.body = body;
+    this.acceptedAt = acceptedAt;
+    this.deadline = deadline;
+    this.owner = owner;
+  }
+}
+
+export class Batch {
+  readonly id: string;
+  readonly shard: number;
+  readonly items: Item[] = [];
+  /** Monotonic ms of the first item: the time trigger counts from here. */
+  readonly openedAt: number;
+  /**
+   * Bytes of the body if sent now: "[" + items joined by "," + "]".
+   * Starts at 1 and each item adds its length plus one separator byte.
+   */
+  bodyBytes = 1;
+  /** Items not yet settled (a deadline or shutdown may settle some early). */
+  live = 0;
+  trigger: Trigger = 'time';
+  /** Set while the batch is in flight; aborted once no item waits for the answer. */
+  abort: AbortController | null = null;
+
+  constructor(id: string, shard: number, openedAt: number) {
+    this.id = id;
+    this.shard = shard;
+    this.openedAt = openedAt;
+  }
+
+  add(item: Item): void {
+    this.items.push(item);
+    this.bodyBytes += item.body.length + 1;
+    this.live++;
+  }
+
+  /**
+   * The downstream request body: the items' own bytes joined into a JSON array,
+   * copied once into one buffer. Items are never re-serialised (see ADR 0003).
+   */
+  encode(): Buffer {
+    const body = Buffer.allocUnsafe(this.bodyBytes);
+    let offset = 0;
+    body[offset++] = 0x5b; // [
+    for (let i = 0; i < this.items.length; i++) {
+      if (i > 0) body[offset++] = 0x2c; // ,
+      offset += this.items[i].body.copy(body, offset);
+    }
+    body[offset] = 0x5d; // ]
+    return body;
+  }
+
+  /** The latest deadline of an unsettled item: no retry is worth starting after it. */
+  latestDeadline(): number {
+    let latest = 0;
+    for (const item of this.items) if (!item.settled && item.deadline > latest) latest = item.deadline;
+    return latest;
+  }
+
+  /** Would adding an item of `bytes` push the body past `maxBytes`? */
+  wouldOverflow(bytes: number, maxBytes: number): boolean {
+    return this.bodyBytes + bytes + 1 > maxBytes;
+  }
+}
+
+/** What a batch's dispatch reports back to its shard when it has settled every item. */
+export interface BatchOutcome {
+  readonly batchId: string;
+  readonly size: number;
+  readonly trigger: Trigger;
+  /** Downstream HTTP status of the last attempt; 0 when no answer came. */
+  readonly status: number;
+  readonly error: SidecarError | null;
+}
+
+/**
+ * Where settled items go. The ingress implements it (src/http/reply-sink.ts);
+ * the batcher calls it at most once per item.
+ */
+export interface ItemSink {
+  resolve(item: Item, result: unknown, batch: Batch): void;
+  reject(item: Item, error: SidecarError, batch: Batch | null): void;
+}

@@ -1,0 +1,126 @@
+/**
+ * The batcher: the one seam between an ingress and the shard actors.
+ *
+ * An ingress (today the Fastify app in src/http; later possibly several ingress
+ * threads) does only this per request: `route(key)` to pick a shard, build an
+ * Item, `submit(shard, item)`. The answer comes back through the ItemSink given
+ * at construction, exactly once per accepted item. Refusals (queue full,
+ * draining) are returned at once and nothing is queued.
+ *
+ * Behind the seam: one ShardQueue per shard holds the items, one shard actor
+ * per queue drives batching, and a supervisor actor owns the shard actors and
+ * their drain. No xstate event is sent per item (ADR 0002).
+ */
+import { randomBytes } from 'node:crypto';
+import { createActor, toPromise, type Actor } from 'xstate';
+import type { Config } from '../config.ts';
+import type { Downstream } from '../downstream/client.ts';
+import { SidecarErrors, type SidecarError } from '../errors.ts';
+import type { Item, ItemSink } from './batch.ts';
+import { shardForKey } from './routing.ts';
+import { ShardQueue } from './shard-queue.ts';
+import { supervisorMachine } from './supervisor.machine.ts';
+
+export type BatcherConfig = Pick<
+  Config,
+  'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
+>;
+
+export interface BatcherOptions {
+  readonly config: BatcherConfig;
+  readonly downstream: Downstream;
+  readonly sink: ItemSink;
+  /** Monotonic clock in ms; tests with fake timers pass their own. */
+  readonly now?: () => number;
+}
+
+export interface ShardStats {
+  readonly shard: number;
+  readonly waiting: number;
+  readonly inflight: number;
+}
+
+export class Batcher {
+  readonly shardCount: number;
+  private readonly queues: ShardQueue[];
+  private readonly supervisor: Actor<typeof supervisorMachine>;
+  private accepting = true;
+  private nextUnkeyed = 0;
+
+  constructor({ config, downstream, sink, now = () => performance.now() }: BatcherOptions) {
+    this.shardCount = config.shardCount;
+    const batchIdPrefix = randomBytes(4).toString('hex');
+    this.queues = Array.from(
+      { length: config.shardCount },
+      (_, index) =>
+        new ShardQueue({
+          index,
+          batchMaxSize: config.batchMaxSize,
+          batchMaxBytes: config.batchMaxBytes,
+          maxQueue: config.maxQueuePerShard,
+          batchIdPrefix,
+          sink,
+          now,
+        }),
+    );
+    this.supervisor = createActor(supervisorMachine, {
+      input: {
+        shards: this.queues.map((queue) => ({
+          queue,
+          downstream,
+          batchMaxWaitMs: config.batchMaxWaitMs,
+          maxInflightBatches: config.maxInflightBatches,
+        })),
+      },
+    });
+  }
+
+  start(): this {
+    this.supervisor.start();
+    return this;
+  }
+
+  /** The shard for a key (murmurhash3 mod N); items without a key are spread round-robin. */
+  route(key: string | undefined): number {
+    if (key !== undefined) return shardForKey(key, this.shardCount);
+    const shard = this.nextUnkeyed;
+    this.nextUnkeyed = shard + 1 === this.shardCount ? 0 : shard + 1;
+    return shard;
+  }
+
+  /** Queues the item on its shard, or says at once why it was refused (nothing queued then). */
+  submit(shard: number, item: Item): SidecarError | null {
+    if (!this.accepting) return new SidecarErrors.SIDECAR_ERR_DRAINING();
+    if (!this.queues[shard].offer(item)) return new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard);
+    return null;
+  }
+
+  /**
+   * Stops taking items, has every shard send what it holds, and resolves once
+   * every shard has reached its final state (every accepted item answered).
+   */
+  async drain(): Promise<void> {
+    this.accepting = false;
+    this.supervisor.send({ type: 'supervisor.drain' });
+    await toPromise(this.supervisor);
+  }
+
+  /** Answers every item still held with `error` and aborts calls in flight; returns how many. */
+  rejectAll(error: SidecarError): number {
+    this.accepting = false;
+    let count = 0;
+    for (const queue of this.queues) count += queue.rejectAll(error);
+    return count;
+  }
+
+  stats(): ShardStats[] {
+    return this.queues.map((queue) => ({ shard: queue.index, waiting: queue.waiting, inflight: queue.inflight.size }));
+  }
+
+  /** Stops the actors and timers without draining (tests, and after the shutdown timeout). */
+  stop(): void {
+    this.accepting = false;
+    for (const queue of this.queues) queue.stop();
+    this.supervisor.stop();
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The data half of a shard: where its items wait, and the bookkeeping that
+ * keeps every one of them answered exactly once. The shard machine
+ * (shard.machine.ts) is the control half: it decides *when* a batch is sealed
+ * and dispatched; this class decides *what* is in it.
+ *
+ *   offer(item) ──► open batch ──seal(trigger)──► ready FIFO ──takeReady()──► in flight
+ *                   (≤ BATCH_MAX_SIZE items,       (sealed, waiting     (Map by batch id,
+ *                    ≤ BATCH_MAX_BYTES body)        for a slot)          ≤ MAX_INFLIGHT_BATCHES)
+ *
+ * Invariants:
+ * - `waiting` counts unsettled items in the open batch and the ready FIFO; an
+ *   offer is refused once it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
+ * - A batch never holds more than BATCH_MAX_SIZE items nor a body over
+ *   BATCH_MAX_BYTES: the size check seals the batch the moment it is full, and
+ *   an item that would overflow the byte cap seals the batch before it and
+ *   opens the next one.
+ * - Batches leave in the order they were sealed, and items keep arrival order.
+ * - Items are settled through `resolve`/`reject` only, which ignore an item
+ *   already settled. A deadline sweep settles expired items wherever they are
+ *   (504); expired items leave the batch before it is dispatched, and an
+ *   in-flight batch whose items have all been settled has its call aborted.
+ *
+ * The machine is told only about state changes, never per item: `batch.opened`
+ * when an empty shard receives its first item (start the window) and
+ * `batch.sealed` when the size or byte cap sealed a batch (dispatch now).
+ */
+import { SidecarErrors, type SidecarError } from '../errors.ts';
+import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
+import { Fifo } from './fifo.ts';
+
+export type ShardSignal = { readonly type: 'batch.opened' } | { readonly type: 'batch.sealed' };
+const OPENED: ShardSignal = Object.freeze({ type: 'batch.opened' });
+const SEALED: ShardSignal = Object.freeze({ type: 'batch.sealed' });
+
+export interface ShardQueueOptions {
+  readonly index: number;
+  readonly batchMaxSize: number;
+  readonly batchMaxBytes: number;
+  readonly maxQueue: number;
+  /** Prefix of batch ids, unique per process start (ids stay unique across restarts). */
+  readonly batchIdPrefix: string;
+  readonly sink: ItemSink;
+  /** Monotonic clock in ms; injectable for tests with fake timers. */
+  readonly now: () => number;
+}
+
+export interface ShardSignalTarget {
+  send(signal: ShardSignal): void;
+}
+
+export class ShardQueue {
+  readonly index: number;
+  readonly now: () => number;
+  /** Unsettled items in the open batch and the ready FIFO. */
+  waiting = 0;
+  readonly inflight = new Map<string, Batch>();
+
+  private readonly options: ShardQueueOptions;
+  private open: Batch | null = null;
+  private readonly ready = new Fifo<Batch>();
+  private sequence = 0;
+  private target: ShardSignalTarget | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweepAt = Infinity;
+
+  constructor(options: ShardQueueOptions) {
+    this.options = options;
+    this.index = options.index;
+    this.now = options.now;
+  }
+
+  /** The shard actor that receives this queue's signals (re-attached if the shard restarts). */
+  attach(target: ShardSignalTarget): void {
+    this.target = target;
+  }
+
+  /** Takes an item, or returns false when MAX_QUEUE_PER_SHARD items already wait. */
+  offer(item: Item): boolean {
+    const { batchMaxSize, batchMaxBytes, maxQueue } = this.options;
+    if (this.waiting >= maxQueue) return false;
+    let signal: ShardSignal | null = null;
+    let open = this.open;
+    if (open !== null && open.wouldOverflow(item.body.length, batchMaxBytes)) {
+      this.seal('size');
+      open = null;
+      signal = SEALED;
+    }
+    if (open === null) {
+      open = this.open = new Batch(`${this.options.batchIdPrefix}-${this.index}-${++this.sequence}`, this.index, item.acceptedAt);
+      signal ??= OPENED;
+    }
+    open.add(item);
+    this.waiting++;
+    if (open.items.length >= batchMaxSize) {
+      this.seal('size');
+      signal = SEALED;
+    }
+    if (item.deadline < this.sweepAt) this.armSweep(item.deadline);
+    if (signal !== null) this.target?.send(signal);
+    return true;
+  }
+
+  /** Monotonic ms of the open batch's first item, or null when none is open. */
+  get openedAt(): number | null {
+    return this.open === null ? null : this.open.openedAt;
+  }
+
+  get readyCount(): number {
+    return this.ready.length;
+  }
+
+  /** Nothing waits: no open batch and no sealed batch waiting for a slot. */
+  get isEmpty(): boolean {
+    return this.open === null && this.ready.length === 0;
+  }
+
+  /** Moves the open batch, if any, to the ready FIFO. */
+  seal(trigger: Trigger): void {
+    const open = this.open;
+    if (open === null) return;
+    open.trigger = trigger;
+    this.ready.push(open);
+    this.open = null;
+  }
+
+  /**
+   * The next ready batch to send, with expired items taken out, now counted as
+   * in flight; batches whose items have all expired are dropped on the way.
+   */
+  takeReady(): Batch | undefined {
+    let batch: Batch | undefined;
+    while ((batch = this.ready.shift()) !== undefined) {
+      if (batch.live === 0) continue;
+      if (batch.live !== batch.items.length) removeSettled(batch);
+      this.waiting -= batch.live;
+      batch.abort = new AbortController();
+      this.inflight.set(batch.id, batch);
+      return batch;
+    }
+    return undefined;
+  }
+
+  /** The batch's call is over (every item settled): it no longer counts as in flight. */
+  finish(batchId: string): Batch | undefined {
+    const batch = this.inflight.get(batchId);
+    this.inflight.delete(batchId);
+    return batch;
+  }
+
+  resolve(item: Item, result: unknown, batch: Batch): void {
+    if (item.settled) return;
+    this.markSettled(item, batch);
+    this.options.sink.resolve(item, result, batch);
+  }
+
+  reject(item: Item, error: SidecarError, batch: Batch): void {
+    if (item.settled) return;
+    this.markSettled(item, batch);
+    this.options.sink.reject(item, error, batch);
+  }
+
+  /** Settles every item the shard holds with `error` and aborts calls in flight (shutdown timeout). */
+  rejectAll(error: SidecarError): number {
+    let count = 0;
+    for (const batch of this.batches()) {
+      for (const item of batch.items) {
+        if (item.settled) continue;
+        this.reject(item, error, batch);
+        count++;
+      }
+    }
+    return count;
+  }
+
+  /** Sweeps now, as the deadline timer would. Exposed for tests. */
+  sweep(): void {
+    this.sweepTimer = null;
+    this.sweepAt = Infinity;
+    const now = this.now();
+    let next = Infinity;
+    for (const batch of this.batches()) {
+      if (batch.live === 0) continue;
+      for (const item of batch.items) {
+        if (item.settled) continue;
+        if (item.deadline <= now) this.reject(item, new SidecarErrors.SIDECAR_ERR_DEADLINE_EXCEEDED(), batch);
+        else if (item.deadline < next) next = item.deadline;
+      }
+    }
+    if (next !== Infinity) this.armSweep(next);
+  }
+
+  stop(): void {
+    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
+    this.sweepTimer = null;
+    this.sweepAt = Infinity;
+  }
+
+  private markSettled(item: Item, batch: Batch): void {
+    item.settled = true;
+    batch.live--;
+    if (batch.abort === null) {
+      this.waiting--;
+    } else if (batch.live === 0) {
+      // Nobody waits for this call any more: free its connection and its slot.
+      batch.abort.abort();
+    }
+  }
+
+  private *batches(): IterableIterator<Batch> {
+    if (this.open !== null) yield this.open;
+    yield* this.ready;
+    yield* this.inflight.values();
+  }
+
+  // One timer per shard, armed for the earliest deadline it knows of, instead of
+  // a timer per item: with the default 10 s deadline it fires about once per
+  // deadline period and finds nothing to do, whatever the request rate.
+  private armSweep(at: number): void {
+    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
+    this.sweepAt = at;
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(0, at - this.now()));
+    this.sweepTimer.unref();
+  }
+}
+
+function removeSettled(batch: Batch): void {
+  const items = batch.items;
+  let kept = 0;
+  let bytes = 1;
+  for (const item of items) {
+    if (item.settled) continue;
+    items[kept++] = item;
+    bytes += item.body.length + 1;
+  }
+  items.length = kept;
+  batch.bodyBytes = bytes;
+}

@@ -1,0 +1,154 @@
+/**
+ * Configuration: one typed, frozen object read from the environment once at
+ * startup. The rest of the service receives this object and never reads
+ * `process.env` itself. Every variable is described once, in VARIABLES below;
+ * `--help` prints that table and docs/configuration.md mirrors it.
+ */
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly downstreamUrl: URL;
+  readonly shardCount: number;
+  readonly batchMaxSize: number;
+  readonly batchMaxWaitMs: number;
+  readonly batchMaxBytes: number;
+  readonly maxInflightBatches: number;
+  readonly maxQueuePerShard: number;
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly downstreamTimeoutMs: number;
+  readonly downstreamRetries: number;
+  readonly shutdownDelayMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly shardKeyField: string;
+  readonly logLevel: LogLevel;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** A bad value: the message names the variable and what it accepts. */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, accepts: string, value: string) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: ${variable} accepts ${accepts}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+interface Variable {
+  readonly name: string;
+  readonly fallback: string;
+  readonly meaning: string;
+}
+
+/** The table `--help` prints; order and wording match SPEC §6. */
+export const VARIABLES: readonly Variable[] = [
+  { name: 'PORT', fallback: '8080', meaning: 'ingress listener port' },
+  { name: 'HOST', fallback: '0.0.0.0', meaning: 'ingress listener address' },
+  { name: 'DOWNSTREAM_URL', fallback: '(required)', meaning: 'batch endpoint, full http(s) URL with path' },
+  { name: 'SHARD_COUNT', fallback: '4', meaning: 'number of shard actors' },
+  { name: 'BATCH_MAX_SIZE', fallback: '100', meaning: 'size trigger: items per batch' },
+  { name: 'BATCH_MAX_WAIT_MS', fallback: '10', meaning: "time trigger, counted from a batch's first item" },
+  { name: 'BATCH_MAX_BYTES', fallback: '1048576', meaning: 'byte cap of one batch body (the whole JSON array)' },
+  { name: 'MAX_INFLIGHT_BATCHES', fallback: '8', meaning: 'downstream calls in flight per shard' },
+  { name: 'MAX_QUEUE_PER_SHARD', fallback: '10000', meaning: 'waiting items per shard before 503' },
+  { name: 'MAX_BODY_BYTES', fallback: '65536', meaning: 'largest accepted item body' },
+  { name: 'REQUEST_TIMEOUT_MS', fallback: '10000', meaning: 'default item deadline (x-timeout-ms may lower it)' },
+  { name: 'DOWNSTREAM_TIMEOUT_MS', fallback: '5000', meaning: 'bound on one downstream call' },
+  { name: 'DOWNSTREAM_RETRIES', fallback: '0', meaning: 'retries of connection errors and 502/503/504' },
+  { name: 'SHUTDOWN_DELAY_MS', fallback: '0', meaning: 'time /readyz is 503 before the listener closes' },
+  { name: 'SHUTDOWN_TIMEOUT_MS', fallback: '25000', meaning: 'bound on the whole drain' },
+  { name: 'SHARD_KEY_FIELD', fallback: 'key', meaning: 'body field used as shard key' },
+  { name: 'LOG_LEVEL', fallback: 'info', meaning: `pino level: ${LOG_LEVELS.join('|')}` },
+  { name: 'OTEL_*', fallback: '(standard)', meaning: 'OpenTelemetry SDK variables' },
+];
+
+export function helpText(): string {
+  const width = Math.max(...VARIABLES.map((v) => v.name.length));
+  const fallbackWidth = Math.max(...VARIABLES.map((v) => v.fallback.length));
+  const rows = VARIABLES.map(
+    (v) => `  ${v.name.padEnd(width)}  ${v.fallback.padEnd(fallbackWidth)}  ${v.meaning}`,
+  );
+  return [
+    'batching-sidecar: coalesces POST /process requests into batches for a slow downstream.',
+    '',
+    'Configuration (environment variables):',
+    `  ${'variable'.padEnd(width)}  ${'default'.padEnd(fallbackWidth)}  meaning`,
+    ...rows,
+    '',
+  ].join('\n');
+}
+
+function raw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const accepts = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+  if (!/^\d+$/.test(value)) throw new ConfigError(name, accepts, value);
+  const n = Number(value);
+  if (n < min || n > max) throw new ConfigError(name, accepts, value);
+  return n;
+}
+
+function downstreamUrl(env: Env): URL {
+  const value = raw(env, 'DOWNSTREAM_URL');
+  const accepts = 'an absolute http:// or https:// URL, path included (required)';
+  if (value === undefined) throw new ConfigError('DOWNSTREAM_URL', accepts, '');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError('DOWNSTREAM_URL', accepts, value);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('DOWNSTREAM_URL', accepts, value);
+  return url;
+}
+
+/** Reads and validates every variable; throws ConfigError on the first bad one. */
+export function loadConfig(env: Env): Config {
+  const maxBodyBytes = integer(env, 'MAX_BODY_BYTES', 65536, 2);
+  const batchMaxBytes = integer(env, 'BATCH_MAX_BYTES', 1048576, 2);
+  // The largest accepted item must fit a batch on its own: "[" + item + "]".
+  if (batchMaxBytes < maxBodyBytes + 2) {
+    throw new ConfigError(
+      'BATCH_MAX_BYTES',
+      `an integer >= MAX_BODY_BYTES + 2 (${maxBodyBytes + 2}) so the largest item fits a batch`,
+      String(batchMaxBytes),
+    );
+  }
+  const logLevel = raw(env, 'LOG_LEVEL') ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
+  }
+  const shardKeyField = env.SHARD_KEY_FIELD ?? 'key';
+  if (shardKeyField === '') throw new ConfigError('SHARD_KEY_FIELD', 'a non-empty field name', shardKeyField);
+
+  return Object.freeze({
+    port: integer(env, 'PORT', 8080, 0, 65535),
+    host: raw(env, 'HOST') ?? '0.0.0.0',
+    downstreamUrl: downstreamUrl(env),
+    shardCount: integer(env, 'SHARD_COUNT', 4, 1, 1024),
+    batchMaxSize: integer(env, 'BATCH_MAX_SIZE', 100, 1),
+    batchMaxWaitMs: integer(env, 'BATCH_MAX_WAIT_MS', 10, 0, 2 ** 31 - 1),
+    batchMaxBytes,
+    maxInflightBatches: integer(env, 'MAX_INFLIGHT_BATCHES', 8, 1),
+    maxQueuePerShard: integer(env, 'MAX_QUEUE_PER_SHARD', 10000, 1),
+    maxBodyBytes,
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 10000, 1, 2 ** 31 - 1),
+    downstreamTimeoutMs: integer(env, 'DOWNSTREAM_TIMEOUT_MS', 5000, 1, 2 ** 31 - 1),
+    downstreamRetries: integer(env, 'DOWNSTREAM_RETRIES', 0, 0, 10),
+    shutdownDelayMs: integer(env, 'SHUTDOWN_DELAY_MS', 0, 0, 2 ** 31 - 1),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 1, 2 ** 31 - 1),
+    shardKeyField,
+    logLevel: logLevel as LogLevel,
+  });
+}

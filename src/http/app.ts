@@ -1,0 +1,38 @@
+/**
+ * Builds the Fastify app apart from `listen()`, so tests can use it with
+ * inject() and the entry point owns the listener and the signals.
+ */
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Batcher } from '../actors/batcher.ts';
+import type { Config } from '../config.ts';
+import type { Lifecycle } from '../lifecycle.ts';
+import { registerErrorHandler } from './error-handler.ts';
+import { registerJsonBody } from './json-body.ts';
+import { registerProbes } from './probes.ts';
+import { registerProcessRoute } from './process-route.ts';
+
+export interface AppOptions {
+  readonly config: Config;
+  readonly batcher: Batcher;
+  readonly lifecycle: Lifecycle;
+}
+
+export function buildApp({ config, batcher, lifecycle }: AppOptions): FastifyInstance {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.maxBodyBytes,
+    // No log line per request at info (SPEC §7).
+    logController: new LogController({ disableRequestLogging: true }),
+    // Draining is answered by our own handler, with our error code and
+    // `connection: close`, in the Fastify error shape (src/http/error-handler.ts).
+    return503OnClosing: false,
+    // Longer than the usual load-balancer idle timeout (60 s), so the balancer
+    // closes idle connections first and never sends on one we are closing.
+    keepAliveTimeout: 65_000,
+  });
+  registerErrorHandler(app, lifecycle);
+  registerJsonBody(app);
+  registerProbes(app, lifecycle);
+  registerProcessRoute(app, { config, batcher, lifecycle });
+  return app;
+}

@@ -1,0 +1,57 @@
+/**
+ * POST /process: parse (done by json-body.ts), find the shard key, route,
+ * enqueue, and return; the answer is written later by the reply sink. The
+ * handler is synchronous and returns the reply, so no promise is made per
+ * request; it logs nothing (no per-request log lines).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Item } from '../actors/batch.ts';
+import type { Batcher } from '../actors/batcher.ts';
+import { isKeyTooLong, MAX_KEY_BYTES } from '../actors/routing.ts';
+import type { Config } from '../config.ts';
+import { SidecarErrors } from '../errors.ts';
+import type { Lifecycle } from '../lifecycle.ts';
+
+export interface ProcessRouteOptions {
+  readonly config: Pick<Config, 'shardKeyField' | 'requestTimeoutMs'>;
+  readonly batcher: Batcher;
+  readonly lifecycle: Lifecycle;
+}
+
+export function registerProcessRoute(app: FastifyInstance, { config, batcher, lifecycle }: ProcessRouteOptions): void {
+  const { shardKeyField, requestTimeoutMs } = config;
+
+  function shardKey(request: FastifyRequest): string | undefined {
+    const header = request.headers['x-shard-key'];
+    if (typeof header === 'string') return header;
+    const body = request.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+    const field = (body as Record<string, unknown>)[shardKeyField];
+    if (typeof field === 'string') return field;
+    if (typeof field === 'number') return String(field);
+    return undefined;
+  }
+
+  function timeoutMs(request: FastifyRequest): number {
+    const header = request.headers['x-timeout-ms'];
+    if (header === undefined) return requestTimeoutMs;
+    const ms = typeof header === 'string' && header.trim() !== '' ? Number(header) : Number.NaN;
+    if (!Number.isSafeInteger(ms) || ms <= 0) throw new SidecarErrors.SIDECAR_ERR_INVALID_TIMEOUT();
+    return ms < requestTimeoutMs ? ms : requestTimeoutMs;
+  }
+
+  app.post('/process', (request: FastifyRequest, reply: FastifyReply) => {
+    if (!lifecycle.acceptsWork) throw new SidecarErrors.SIDECAR_ERR_DRAINING();
+    const key = shardKey(request);
+    if (key !== undefined && isKeyTooLong(key)) throw new SidecarErrors.SIDECAR_ERR_KEY_TOO_LONG(MAX_KEY_BYTES);
+    const now = performance.now();
+    const item = new Item(request.rawBody as Buffer, now, now + timeoutMs(request), reply);
+    const shard = batcher.route(key);
+    const refusal = batcher.submit(shard, item);
+    if (refusal !== null) {
+      reply.header('x-shard', shard);
+      throw refusal;
+    }
+    return reply;
+  });
+}

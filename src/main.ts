@@ -1,0 +1,52 @@
+/**
+ * Entry point: load configuration, start the batcher (supervisor and shards),
+ * build the app, listen, and wire the signals. Exit codes: 0 clean shutdown,
+ * 1 shutdown timeout or failure, 2 bad configuration.
+ */
+import { Batcher } from './actors/batcher.ts';
+import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
+import { DownstreamClient } from './downstream/client.ts';
+import { buildApp } from './http/app.ts';
+import { createReplySink } from './http/reply-sink.ts';
+import { Lifecycle } from './lifecycle.ts';
+import { createShutdown } from './shutdown.ts';
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(helpText());
+  process.exit(0);
+}
+
+let config: Config;
+try {
+  config = loadConfig(process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`configuration error: ${error.message}\nRun with --help for every variable.\n`);
+  process.exit(2);
+}
+
+const lifecycle = new Lifecycle();
+const downstream = new DownstreamClient(config);
+const batcher = new Batcher({ config, downstream, sink: createReplySink(lifecycle) }).start();
+const app = buildApp({ config, batcher, lifecycle });
+
+const onSignal = createShutdown({ config, app, batcher, downstream, lifecycle, exit: (code) => process.exit(code) });
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);
+process.on('unhandledRejection', (reason) => app.log.error({ err: reason }, 'unhandled rejection'));
+
+try {
+  await app.listen({ port: config.port, host: config.host });
+} catch (error) {
+  app.log.fatal({ err: error }, 'cannot listen');
+  process.exit(1);
+}
+lifecycle.phase = 'ready';
+const address = app.server.address();
+app.log.info(
+  {
+    port: typeof address === 'object' && address !== null ? address.port : config.port,
+    config: { ...config, downstreamUrl: config.downstreamUrl.href },
+  },
+  'sidecar ready',
+);

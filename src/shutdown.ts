@@ -1,0 +1,90 @@
+/**
+ * The shutdown sequence of SPEC §5, started by the first SIGTERM or SIGINT:
+ *
+ * 1. /readyz turns 503; work is still accepted for SHUTDOWN_DELAY_MS so the
+ *    load balancer can notice.
+ * 2. The listener closes; a request on a kept-alive connection gets 503 with
+ *    `connection: close`.
+ * 3. The supervisor broadcasts drain: partial batches leave at once (trigger
+ *    'drain'), queues empty, calls in flight finish, every shard goes final.
+ * 4. With every response written, telemetry is flushed and the process exits 0.
+ * 5. If that takes longer than SHUTDOWN_TIMEOUT_MS, items still unanswered get
+ *    503 and the process exits 1. A second signal exits at once.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
+import type { Batcher } from './actors/batcher.ts';
+import type { Config } from './config.ts';
+import type { Downstream } from './downstream/client.ts';
+import { SidecarErrors } from './errors.ts';
+import type { Lifecycle } from './lifecycle.ts';
+
+export interface ShutdownParts {
+  readonly config: Pick<Config, 'shutdownDelayMs' | 'shutdownTimeoutMs'>;
+  readonly app: FastifyInstance;
+  readonly batcher: Batcher;
+  readonly downstream: Downstream;
+  readonly lifecycle: Lifecycle;
+  /** Flushes telemetry before exit. */
+  readonly flush?: () => Promise<void>;
+  readonly exit: (code: number) => void;
+}
+
+/** After the shutdown timeout, how long the 503 answers get to reach their sockets. */
+const FINAL_WRITE_GRACE_MS = 2_000;
+
+export function createShutdown(parts: ShutdownParts): (signal: NodeJS.Signals) => void {
+  let started = false;
+  return (signal) => {
+    const log = parts.app.log;
+    if (started) {
+      log.warn({ signal }, 'second signal: exiting at once');
+      parts.exit(signal === 'SIGINT' ? 130 : 143);
+      return;
+    }
+    started = true;
+    shutdown(parts, signal).then(parts.exit, (error: unknown) => {
+      log.error({ err: error }, 'shutdown failed');
+      parts.exit(1);
+    });
+  };
+}
+
+async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<number> {
+  const { config, app, batcher, downstream, lifecycle } = parts;
+  const log = app.log;
+  const started = performance.now();
+
+  lifecycle.phase = 'stopping';
+  log.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown: not ready, still accepting during the delay');
+  if (config.shutdownDelayMs > 0) await sleep(config.shutdownDelayMs);
+
+  lifecycle.phase = 'draining';
+  log.info({ pending: batcher.stats() }, 'shutdown: listener closing, draining shards');
+  const closed = app.close();
+  const drained = batcher.drain();
+
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout');
+  });
+  const outcome = await Promise.race([Promise.all([drained, closed]).then(() => 'done' as const), timedOut]);
+  clearTimeout(timer);
+
+  let code = 0;
+  if (outcome === 'timeout') {
+    const unanswered = batcher.rejectAll(new SidecarErrors.SIDECAR_ERR_SHUTDOWN_TIMEOUT());
+    log.error({ unanswered, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown: timeout, answered the rest with 503');
+    await Promise.race([closed, sleep(FINAL_WRITE_GRACE_MS)]);
+    app.server.closeAllConnections();
+    batcher.stop();
+    await downstream.destroy();
+    code = 1;
+  } else {
+    await downstream.close();
+  }
+  lifecycle.phase = 'stopped';
+  await parts.flush?.();
+  log.info({ code, ms: Math.round(performance.now() - started) }, 'shutdown: complete');
+  return code;
+}

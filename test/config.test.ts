@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, VARIABLES } from '../src/config.ts';
+import { runMain } from './support/sidecar.ts';
+
+const URL_ONLY = { DOWNSTREAM_URL: 'http://127.0.0.1:9999/batch' };
+
+describe('configuration', () => {
+  it('applies the SPEC defaults and freezes the result', () => {
+    const config = loadConfig(URL_ONLY);
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      shardCount: 4,
+      batchMaxSize: 100,
+      batchMaxWaitMs: 10,
+      batchMaxBytes: 1048576,
+      maxInflightBatches: 8,
+      maxQueuePerShard: 10000,
+      maxBodyBytes: 65536,
+      requestTimeoutMs: 10000,
+      downstreamTimeoutMs: 5000,
+      downstreamRetries: 0,
+      shutdownDelayMs: 0,
+      shutdownTimeoutMs: 25000,
+      shardKeyField: 'key',
+      logLevel: 'info',
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it.each([
+    ['SHARD_COUNT', '0'],
+    ['SHARD_COUNT', 'four'],
+    ['BATCH_MAX_SIZE', '-1'],
+    ['BATCH_MAX_WAIT_MS', '1.5'],
+    ['PORT', '70000'],
+    ['MAX_INFLIGHT_BATCHES', '0'],
+    ['LOG_LEVEL', 'loud'],
+    ['DOWNSTREAM_URL', 'ftp://example/batch'],
+    ['DOWNSTREAM_URL', 'not a url'],
+    ['BATCH_MAX_BYTES', '100'],
+    ['DOWNSTREAM_RETRIES', '99'],
+  ])('rejects %s=%s naming the variable', (name, value) => {
+    expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(new RegExp(`^${name}=`));
+  });
+
+  it('requires DOWNSTREAM_URL', () => {
+    expect(() => loadConfig({})).toThrow(/DOWNSTREAM_URL/);
+  });
+
+  it('exits 2 with a message naming the variable on bad configuration', async () => {
+    const result = await runMain({ ...URL_ONLY, SHARD_COUNT: 'many' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('SHARD_COUNT');
+  });
+
+  it('prints every variable with --help and exits 0 without any variable set', async () => {
+    const result = await runMain({}, ['--help']);
+    expect(result.code).toBe(0);
+    for (const variable of VARIABLES) expect(result.stdout).toContain(variable.name);
+  });
+});

@@ -1,0 +1,76 @@
+/**
+ * Starts the real sidecar as a child process (`node src/main.ts`), the way
+ * `npm start` does, on an ephemeral port, and stops it with real signals.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface SidecarProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly logs: Record<string, unknown>[];
+  readonly exited: Promise<Exit>;
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, then the exit; SIGKILL if it has not exited in time. */
+  stop(timeoutMs?: number): Promise<Exit>;
+}
+
+/** Runs main.ts to completion (bad configuration, --help). */
+export async function runMain(env: Record<string, string>, args: string[] = []): Promise<Exit & { stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  return { code, signal, stdout, stderr };
+}
+
+export async function startSidecar(env: Record<string, string>): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const ready = new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'sidecar ready') resolve(entry.port as number);
+      } catch {
+        logs.push({ raw: line });
+      }
+    });
+    void exited.then((exit) => reject(new Error(`sidecar exited before ready: ${JSON.stringify(exit)} ${stderr}`)));
+    setTimeout(() => reject(new Error(`sidecar not ready after 20 s: ${stderr}`)), 20_000).unref();
+  });
+  const port = await ready;
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    exited,
+    signal: (signal) => child.kill(signal),
+    async stop(timeoutMs = 15_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const exit = await exited;
+      clearTimeout(timer);
+      return exit;
+    },
+  };
+}
