@@ -53,6 +53,10 @@ export class LegacyDownstream {
   readonly received: ReceivedBatch[] = [];
   batches = 0;
   items = 0;
+  /** sizes[n]: how many batches of n items arrived. */
+  readonly sizes: number[] = [];
+  /** Total simulated processing time of answered batches, ms. */
+  busyMs = 0;
   inflight = 0;
   maxInflight = 0;
   private readonly inflightByShard = new Map<string, number>();
@@ -84,6 +88,8 @@ export class LegacyDownstream {
     this.received.length = 0;
     this.batches = 0;
     this.items = 0;
+    this.sizes.length = 0;
+    this.busyMs = 0;
     this.maxInflight = 0;
     this.maxInflightByShard.clear();
   }
@@ -115,6 +121,7 @@ export class LegacyDownstream {
     const shard = String(request.headers['x-shard'] ?? '');
     this.batches++;
     this.items += items.length;
+    this.sizes[items.length] = (this.sizes[items.length] ?? 0) + 1;
     if (this.options.record) {
       this.received.push({
         batchId: String(request.headers['x-batch-id'] ?? ''),
@@ -134,6 +141,7 @@ export class LegacyDownstream {
     const delay = latencyMs + (jitterMs > 0 ? Math.random() * jitterMs : 0);
     setTimeout(() => {
       this.track(shard, -1);
+      this.busyMs += delay;
       if (behaviour === 'reset') {
         request.socket.destroy();
         return;

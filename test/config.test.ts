@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, VARIABLES } from '../src/config.ts';
-import { runMain } from './support/sidecar.ts';
+import { runMain } from '../sim/sidecar-process.ts';
 
 const URL_ONLY = { DOWNSTREAM_URL: 'http://127.0.0.1:9999/batch' };
 

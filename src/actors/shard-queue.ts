@@ -160,7 +160,10 @@ export class ShardQueue {
     this.options.sink.reject(item, error, batch);
   }
 
-  /** Settles every item the shard holds with `error` and aborts calls in flight (shutdown timeout). */
+  /**
+   * Settles every item the shard holds with `error`, aborts its calls in flight
+   * and empties the queue (shutdown timeout, or the shard actor failed).
+   */
   rejectAll(error: SidecarError): number {
     let count = 0;
     for (const batch of this.batches()) {
@@ -170,6 +173,9 @@ export class ShardQueue {
         count++;
       }
     }
+    this.open = null;
+    while (this.ready.shift() !== undefined);
+    this.inflight.clear();
     return count;
   }
 

@@ -61,10 +61,10 @@ export const supervisorMachine = setup({
       queue.rejectAll(new SidecarErrors.SIDECAR_ERR_INTERNAL(`shard ${queue.index} failed: ${String(event.error)}`));
     },
     restartShard: enqueueActions(({ context, event, enqueue }) => {
-      const index = shardIndex(event.type.startsWith('xstate.error.actor.') ? (event as { actorId: string }).actorId : '');
-      const id = `shard-${index}`;
-      enqueue.stopChild(id);
-      enqueue.spawnChild('shard', { id, input: context.shards[index] });
+      if (!('error' in event)) return;
+      const index = shardIndex(event.actorId);
+      enqueue.stopChild(event.actorId);
+      enqueue.spawnChild('shard', { id: `shard-${index}`, input: context.shards[index] });
       enqueue.assign({ restarts: context.restarts + 1 });
     }),
   },

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { shardForKey } from '../../src/actors/routing.ts';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { post } from '../support/http.ts';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.ts';
+import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
 let downstream: LegacyDownstream | undefined;
 let sidecar: SidecarProcess | undefined;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { shardForKey } from '../../src/actors/routing.ts';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { get, post } from '../support/http.ts';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.ts';
+import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
 /** Two keys that land on shard 0 and shard 1 of 2. */
 const KEY_ON = [0, 1].map((shard) => {

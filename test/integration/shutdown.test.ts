@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { get, post, type Answer } from '../support/http.ts';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.ts';
+import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
 let downstream: LegacyDownstream | undefined;
 let sidecar: SidecarProcess | undefined;

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
 export interface Exit {
   readonly code: number | null;
@@ -39,6 +39,9 @@ export async function startSidecar(env: Record<string, string>): Promise<Sidecar
   const child = spawn(process.execPath, [MAIN], {
     env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: a Ctrl-C at the terminal reaches only the parent,
+    // which passes on exactly one signal (a second would mean "exit at once").
+    detached: true,
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
