@@ -3,6 +3,7 @@
  * build the app, listen, and wire the signals. Exit codes: 0 clean shutdown,
  * 1 shutdown timeout or failure, 2 bad configuration.
  */
+import { pino } from 'pino';
 import { Batcher } from './actors/batcher.ts';
 import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
 import { DownstreamClient } from './downstream/client.ts';
@@ -10,6 +11,7 @@ import { buildApp } from './http/app.ts';
 import { createReplySink } from './http/reply-sink.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { createShutdown } from './shutdown.ts';
+import { Telemetry } from './telemetry/telemetry.ts';
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(helpText());
@@ -25,12 +27,25 @@ try {
   process.exit(2);
 }
 
+const log = pino({ level: config.logLevel });
+// Telemetry first: the SDK reads the OTEL_* variables itself.
+const telemetry = new Telemetry({ env: process.env, log, batchMaxSize: config.batchMaxSize });
 const lifecycle = new Lifecycle();
 const downstream = new DownstreamClient(config);
-const batcher = new Batcher({ config, downstream, sink: createReplySink(lifecycle) }).start();
-const app = buildApp({ config, batcher, lifecycle });
+const sink = createReplySink(lifecycle, telemetry.metrics);
+const batcher = new Batcher({ config, downstream, sink, observer: telemetry }).start();
+telemetry.observeShards(() => batcher.stats());
+const app = buildApp({ config, batcher, lifecycle, telemetry, log });
 
-const onSignal = createShutdown({ config, app, batcher, downstream, lifecycle, exit: (code) => process.exit(code) });
+const onSignal = createShutdown({
+  config,
+  app,
+  batcher,
+  downstream,
+  lifecycle,
+  flush: () => telemetry.flush(),
+  exit: (code) => process.exit(code),
+});
 process.on('SIGTERM', onSignal);
 process.on('SIGINT', onSignal);
 process.on('unhandledRejection', (reason) => app.log.error({ err: reason }, 'unhandled rejection'));

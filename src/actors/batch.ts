@@ -9,6 +9,7 @@
  * dropped. This is what makes "no caller is answered twice, no caller hangs"
  * hold even when a deadline races a downstream answer.
  */
+import type { SpanContext } from '@opentelemetry/api';
 import type { SidecarError } from '../errors.ts';
 
 export type Trigger = 'size' | 'time' | 'drain';
@@ -23,6 +24,8 @@ export class Item {
   readonly acceptedAt: number;
   /** Opaque to the batcher: whatever the ingress needs to answer (a Fastify reply). */
   readonly owner: unknown;
+  /** The caller's sampled request span, which the batch span links to; null when not sampled. */
+  traceLink: SpanContext | null = null;
   settled = false;
 
   constructor(body: Buffer, acceptedAt: number, deadline: number, owner: unknown) {
@@ -49,6 +52,10 @@ export class Batch {
   trigger: Trigger = 'time';
   /** Set while the batch is in flight; aborted once no item waits for the answer. */
   abort: AbortController | null = null;
+  /** Duration of the downstream call, set when it has ended (0 before). */
+  downstreamMs = 0;
+  /** The BatchObserver's own slot (the batch span), opaque to the batcher. */
+  observation: unknown = null;
 
   constructor(id: string, shard: number, openedAt: number) {
     this.id = id;
@@ -100,6 +107,22 @@ export interface BatchOutcome {
   readonly status: number;
   readonly error: SidecarError | null;
 }
+
+/**
+ * Told about each batch as it leaves and once it is settled (telemetry: spans,
+ * metrics, a debug log line). Batches, not items: a handful of calls per batch.
+ */
+export interface BatchObserver {
+  /** The batch is about to be sent; returns extra headers for the call (trace context), if any. */
+  dispatching(batch: Batch): Readonly<Record<string, string>> | undefined;
+  /** Every item of the batch has been settled. */
+  settled(batch: Batch, outcome: BatchOutcome): void;
+}
+
+export const NO_OBSERVER: BatchObserver = Object.freeze({
+  dispatching: () => undefined,
+  settled: () => undefined,
+});
 
 /**
  * Where settled items go. The ingress implements it (src/http/reply-sink.ts);

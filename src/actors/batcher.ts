@@ -16,7 +16,7 @@ import { createActor, toPromise, type Actor } from 'xstate';
 import type { Config } from '../config.ts';
 import type { Downstream } from '../downstream/client.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
-import type { Item, ItemSink } from './batch.ts';
+import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
 import { shardForKey } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -30,6 +30,8 @@ export interface BatcherOptions {
   readonly config: BatcherConfig;
   readonly downstream: Downstream;
   readonly sink: ItemSink;
+  /** Telemetry for each batch (spans, metrics); none by default. */
+  readonly observer?: BatchObserver;
   /** Monotonic clock in ms; tests with fake timers pass their own. */
   readonly now?: () => number;
 }
@@ -47,7 +49,7 @@ export class Batcher {
   private accepting = true;
   private nextUnkeyed = 0;
 
-  constructor({ config, downstream, sink, now = () => performance.now() }: BatcherOptions) {
+  constructor({ config, downstream, sink, observer = NO_OBSERVER, now = () => performance.now() }: BatcherOptions) {
     this.shardCount = config.shardCount;
     const batchIdPrefix = randomBytes(4).toString('hex');
     this.queues = Array.from(
@@ -68,6 +70,7 @@ export class Batcher {
         shards: this.queues.map((queue) => ({
           queue,
           downstream,
+          observer,
           batchMaxWaitMs: config.batchMaxWaitMs,
           maxInflightBatches: config.maxInflightBatches,
         })),

@@ -8,19 +8,37 @@
  */
 import { SidecarErrors } from '../errors.ts';
 import type { Downstream } from '../downstream/client.ts';
-import type { Batch, BatchOutcome } from './batch.ts';
+import type { Batch, BatchObserver, BatchOutcome } from './batch.ts';
 import type { ShardQueue } from './shard-queue.ts';
 
 export interface DispatchInput {
   readonly batch: Batch;
   readonly queue: ShardQueue;
   readonly downstream: Downstream;
+  readonly observer: BatchObserver;
 }
 
-export async function dispatchBatch({ batch, queue, downstream }: DispatchInput): Promise<BatchOutcome> {
+export async function dispatchBatch({ batch, queue, downstream, observer }: DispatchInput): Promise<BatchOutcome> {
+  const outcome = await sendAndSettle(batch, queue, downstream, observer);
+  try {
+    observer.settled(batch, outcome);
+  } catch {
+    // Telemetry must never cost a batch its answers; they are already sent.
+  }
+  return outcome;
+}
+
+async function sendAndSettle(
+  batch: Batch,
+  queue: ShardQueue,
+  downstream: Downstream,
+  observer: BatchObserver,
+): Promise<BatchOutcome> {
   const items = batch.items;
   let status = 0;
   try {
+    const headers = observer.dispatching(batch);
+    const started = performance.now();
     const answer = await downstream.send({
       batchId: batch.id,
       shard: batch.shard,
@@ -28,7 +46,9 @@ export async function dispatchBatch({ batch, queue, downstream }: DispatchInput)
       count: items.length,
       deadline: batch.latestDeadline(),
       signal: (batch.abort as AbortController).signal,
+      headers,
     });
+    batch.downstreamMs = performance.now() - started;
     status = answer.status;
     if (answer.ok) {
       const results = answer.results;

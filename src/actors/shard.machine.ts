@@ -39,13 +39,14 @@
 import { enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import { SidecarErrors } from '../errors.ts';
 import type { Downstream } from '../downstream/client.ts';
-import type { BatchOutcome } from './batch.ts';
+import type { BatchObserver, BatchOutcome } from './batch.ts';
 import { dispatchBatch, type DispatchInput } from './dispatch-batch.ts';
 import type { ShardQueue, ShardSignal } from './shard-queue.ts';
 
 export interface ShardInput {
   readonly queue: ShardQueue;
   readonly downstream: Downstream;
+  readonly observer: BatchObserver;
   readonly batchMaxWaitMs: number;
   readonly maxInflightBatches: number;
 }
@@ -89,12 +90,12 @@ export const shardMachine = setup({
     sealOnTime: ({ context }) => context.queue.seal('time'),
     sealOnDrain: ({ context }) => context.queue.seal('drain'),
     dispatchReady: enqueueActions(({ context, enqueue }) => {
-      const { queue, downstream, maxInflightBatches } = context;
+      const { queue, downstream, observer, maxInflightBatches } = context;
       let inflight = context.inflight;
       while (inflight < maxInflightBatches) {
         const batch = queue.takeReady();
         if (batch === undefined) break;
-        enqueue.spawnChild('sendBatch', { id: batch.id, input: { batch, queue, downstream } });
+        enqueue.spawnChild('sendBatch', { id: batch.id, input: { batch, queue, downstream, observer } });
         inflight++;
       }
       if (inflight !== context.inflight) enqueue.assign({ inflight });

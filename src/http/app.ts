@@ -2,12 +2,16 @@
  * Builds the Fastify app apart from `listen()`, so tests can use it with
  * inject() and the entry point owns the listener and the signals.
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { Batcher } from '../actors/batcher.ts';
 import type { Config } from '../config.ts';
 import type { Lifecycle } from '../lifecycle.ts';
+import { registerRequestSpans } from '../telemetry/request-spans.ts';
+import type { Telemetry } from '../telemetry/telemetry.ts';
 import { registerErrorHandler } from './error-handler.ts';
 import { registerJsonBody } from './json-body.ts';
+import { registerMetricsRoute } from './metrics-route.ts';
 import { registerProbes } from './probes.ts';
 import { registerProcessRoute } from './process-route.ts';
 
@@ -15,11 +19,13 @@ export interface AppOptions {
   readonly config: Config;
   readonly batcher: Batcher;
   readonly lifecycle: Lifecycle;
+  readonly telemetry: Telemetry;
+  readonly log: Logger;
 }
 
-export function buildApp({ config, batcher, lifecycle }: AppOptions): FastifyInstance {
+export function buildApp({ config, batcher, lifecycle, telemetry, log }: AppOptions): FastifyInstance {
   const app = Fastify({
-    logger: { level: config.logLevel },
+    loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.maxBodyBytes,
     // No log line per request at info (SPEC §7).
     logController: new LogController({ disableRequestLogging: true }),
@@ -30,9 +36,11 @@ export function buildApp({ config, batcher, lifecycle }: AppOptions): FastifyIns
     // closes idle connections first and never sends on one we are closing.
     keepAliveTimeout: 65_000,
   });
-  registerErrorHandler(app, lifecycle);
+  registerErrorHandler(app, lifecycle, telemetry.metrics);
   registerJsonBody(app);
+  registerRequestSpans(app, telemetry.tracing);
   registerProbes(app, lifecycle);
+  registerMetricsRoute(app, telemetry.metrics);
   registerProcessRoute(app, { config, batcher, lifecycle });
   return app;
 }

@@ -8,11 +8,20 @@ import type { FastifyReply } from 'fastify';
 import type { Batch, Item, ItemSink } from '../actors/batch.ts';
 import type { SidecarError } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 
-export function createReplySink(lifecycle: Lifecycle): ItemSink {
+export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSink {
+  /** Time in the sidecar minus the downstream call, for items whose batch's call ended. */
+  function observeOverhead(item: Item, batch: Batch | null): void {
+    if (batch === null || batch.downstreamMs === 0) return;
+    metrics.overheadSeconds((performance.now() - item.acceptedAt - batch.downstreamMs) / 1000);
+  }
+
   return {
     resolve(item: Item, result: unknown, batch: Batch): void {
       const reply = item.owner as FastifyReply;
+      observeOverhead(item, batch);
+      metrics.request('ok');
       reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
       if (lifecycle.isClosing) reply.header('connection', 'close');
       // Stringify explicitly: Fastify would send a string result as raw text.
@@ -20,6 +29,7 @@ export function createReplySink(lifecycle: Lifecycle): ItemSink {
     },
     reject(item: Item, error: SidecarError, batch: Batch | null): void {
       const reply = item.owner as FastifyReply;
+      observeOverhead(item, batch);
       if (batch !== null) reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
       reply.send(error);
     },

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
-import { Item, type Batch, type ItemSink } from '../../src/actors/batch.ts';
+import { Item, NO_OBSERVER, type Batch, type ItemSink } from '../../src/actors/batch.ts';
 import { ShardQueue } from '../../src/actors/shard-queue.ts';
 import { shardMachine } from '../../src/actors/shard.machine.ts';
 import { supervisorMachine } from '../../src/actors/supervisor.machine.ts';
@@ -23,7 +23,7 @@ describe('supervisor', () => {
         new ShardQueue({ index, batchMaxSize: 3, batchMaxBytes: 1000, maxQueue: 10, batchIdPrefix: 't', sink, now: () => Date.now() }),
     );
     const supervisor = createActor(supervisorMachine.provide({ actors: { shard: shardLogic } }), {
-      input: { shards: queues.map((queue) => ({ queue, downstream, batchMaxWaitMs: 10, maxInflightBatches: 2 })) },
+      input: { shards: queues.map((queue) => ({ queue, downstream, observer: NO_OBSERVER, batchMaxWaitMs: 10, maxInflightBatches: 2 })) },
     }).start();
     const offer = (shard: number, id: number) =>
       queues[shard].offer(new Item(Buffer.from(JSON.stringify({ id })), Date.now(), Date.now() + 10_000, id));

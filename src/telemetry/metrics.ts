@@ -1,0 +1,169 @@
+/**
+ * Prometheus metrics for /metrics, with prom-client (chosen over OpenTelemetry
+ * metrics by measured cost on the per-request path: ADR 0008).
+ *
+ * Per request the service does two things here: one counter increment on a
+ * label child bound at startup, and, for items that went downstream, one
+ * histogram observation. Queue depth and in-flight gauges cost nothing per
+ * request: they are read from the shards when Prometheus scrapes.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { BatchOutcome, Trigger } from '../actors/batch.ts';
+import type { ShardStats } from '../actors/batcher.ts';
+
+/** What happened to a request; the `outcome` label of sidecar_requests_total. */
+export type Outcome =
+  | 'ok'
+  | 'bad_request'
+  | 'too_large'
+  | 'unsupported_media_type'
+  | 'queue_full'
+  | 'draining'
+  | 'shutdown_timeout'
+  | 'downstream_error'
+  | 'timeout'
+  | 'internal';
+
+export const OUTCOMES: readonly Outcome[] = [
+  'ok',
+  'bad_request',
+  'too_large',
+  'unsupported_media_type',
+  'queue_full',
+  'draining',
+  'shutdown_timeout',
+  'downstream_error',
+  'timeout',
+  'internal',
+];
+
+const TRIGGERS: readonly Trigger[] = ['size', 'time', 'drain'];
+
+/** The outcome of an error answer, from its code and status. */
+export function outcomeOf(code: string, statusCode: number): Outcome {
+  switch (code) {
+    case 'SIDECAR_ERR_QUEUE_FULL':
+      return 'queue_full';
+    case 'SIDECAR_ERR_DRAINING':
+      return 'draining';
+    case 'SIDECAR_ERR_SHUTDOWN_TIMEOUT':
+      return 'shutdown_timeout';
+  }
+  if (statusCode === 413) return 'too_large';
+  if (statusCode === 415) return 'unsupported_media_type';
+  if (statusCode === 502) return 'downstream_error';
+  if (statusCode === 504) return 'timeout';
+  if (statusCode >= 400 && statusCode < 500) return 'bad_request';
+  return 'internal';
+}
+
+/** Batch-size buckets: 1, 2, 5, then ten steps up to BATCH_MAX_SIZE. */
+export function batchSizeBuckets(batchMaxSize: number): number[] {
+  const buckets = new Set([1, 2, 5].filter((size) => size < batchMaxSize));
+  const step = Math.max(1, Math.ceil(batchMaxSize / 10));
+  for (let size = step; size < batchMaxSize; size += step) buckets.add(size);
+  buckets.add(batchMaxSize);
+  return [...buckets].sort((a, b) => a - b);
+}
+
+/** Overhead is milliseconds; the 15 ms target is a bucket edge. */
+const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1];
+const DOWNSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One child per label value, each exported as 0 from the start (so rates and alerts see every series). */
+function boundChildren<Label extends string>(counter: Counter, values: readonly Label[]): Record<Label, Counter.Internal> {
+  const children = {} as Record<Label, Counter.Internal>;
+  for (const value of values) {
+    children[value] = counter.labels(value);
+    children[value].inc(0);
+  }
+  return children;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Record<Outcome, Counter.Internal>;
+  private readonly batches: Record<Trigger, Counter.Internal>;
+  private readonly batchSize: Histogram;
+  private readonly downstreamDuration: Histogram;
+  private readonly overhead: Histogram;
+
+  constructor(options: { batchMaxSize: number; stats: () => ShardStats[] }) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const requests = new Counter({
+      name: 'sidecar_requests_total',
+      help: 'Requests to POST /process by outcome',
+      labelNames: ['outcome'],
+      registers,
+    });
+    // Bound once: per request, an increment on a child, no label lookup.
+    this.requests = boundChildren(requests, OUTCOMES);
+    const batches = new Counter({
+      name: 'sidecar_batches_total',
+      help: 'Batches sent downstream, by what sealed them',
+      labelNames: ['trigger'],
+      registers,
+    });
+    this.batches = boundChildren(batches, TRIGGERS);
+    this.batchSize = new Histogram({
+      name: 'sidecar_batch_size',
+      help: 'Items per batch sent downstream',
+      buckets: batchSizeBuckets(options.batchMaxSize),
+      registers,
+    });
+    this.downstreamDuration = new Histogram({
+      name: 'sidecar_downstream_duration_seconds',
+      help: 'Duration of one downstream batch call, retries included',
+      buckets: DOWNSTREAM_BUCKETS,
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'sidecar_overhead_seconds',
+      help: "Time an item spent in the sidecar minus its batch's downstream call",
+      buckets: OVERHEAD_BUCKETS,
+      registers,
+    });
+    const stats = options.stats;
+    new Gauge({
+      name: 'sidecar_queue_depth',
+      help: 'Items waiting in a shard (not yet sent downstream)',
+      labelNames: ['shard'],
+      registers,
+      collect() {
+        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.waiting);
+      },
+    });
+    new Gauge({
+      name: 'sidecar_inflight_batches',
+      help: "A shard's batches in flight downstream",
+      labelNames: ['shard'],
+      registers,
+      collect() {
+        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
+      },
+    });
+  }
+
+  request(outcome: Outcome): void {
+    this.requests[outcome].inc();
+  }
+
+  overheadSeconds(seconds: number): void {
+    this.overhead.observe(seconds);
+  }
+
+  batch(outcome: BatchOutcome, downstreamMs: number): void {
+    this.batches[outcome.trigger].inc();
+    this.batchSize.observe(outcome.size);
+    this.downstreamDuration.observe(downstreamMs / 1000);
+  }
+
+  exposition(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

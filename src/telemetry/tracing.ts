@@ -1,0 +1,148 @@
+/**
+ * Traces: the OpenTelemetry Node SDK, configured by the standard OTEL_*
+ * variables (service name, exporter, endpoint, protocol, sampler), and off —
+ * no SDK started, nothing done per request — when no exporter is configured.
+ *
+ * Sampling: request spans follow the configured sampler (OTEL_TRACES_SAMPLER,
+ * default parentbased_always_on, e.g. parentbased_traceidratio with
+ * OTEL_TRACES_SAMPLER_ARG=0.01 for 1%). Batch spans (`batch.dispatch`) are
+ * always recorded and exported: they are few (one per downstream call) and they
+ * are what an operator looks at (ADR 0007).
+ */
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  ParentBasedSampler,
+  SamplingDecision,
+  TraceIdRatioBasedSampler,
+  type Sampler,
+  type SamplingResult,
+} from '@opentelemetry/sdk-trace';
+import type { Attributes, Context, SpanKind as SpanKindType } from '@opentelemetry/api';
+import type { Batch, BatchOutcome } from '../actors/batch.ts';
+
+export const BATCH_SPAN = 'batch.dispatch';
+export const REQUEST_SPAN = 'POST /process';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Is an exporter configured? The SDK's own default (otlp to localhost) does not count. */
+export function tracingConfigured(env: Env): boolean {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
+  const exporters = env.OTEL_TRACES_EXPORTER?.trim();
+  if (exporters !== undefined && exporters !== '') return exporters !== 'none';
+  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
+}
+
+/** The sampler the OTEL_TRACES_SAMPLER* variables name (the SDK's own rules). */
+export function samplerFromEnv(env: Env): Sampler {
+  const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || 'parentbased_always_on';
+  const arg = Number(env.OTEL_TRACES_SAMPLER_ARG ?? '1');
+  const ratio = Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : 1;
+  switch (name) {
+    case 'always_on':
+      return new AlwaysOnSampler();
+    case 'always_off':
+      return new AlwaysOffSampler();
+    case 'traceidratio':
+      return new TraceIdRatioBasedSampler(ratio);
+    case 'parentbased_always_off':
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case 'parentbased_traceidratio':
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
+    default:
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+  }
+}
+
+/** Records every batch span; leaves every other span to the configured sampler. */
+export class BatchSpansSampled implements Sampler {
+  private readonly delegate: Sampler;
+  constructor(delegate: Sampler) {
+    this.delegate = delegate;
+  }
+  shouldSample(
+    parent: Context,
+    traceId: string,
+    name: string,
+    kind: SpanKindType,
+    attributes: Attributes,
+    links: Link[],
+  ): SamplingResult {
+    if (name === BATCH_SPAN) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+    return this.delegate.shouldSample(parent, traceId, name, kind, attributes, links);
+  }
+  toString(): string {
+    return `BatchSpansSampled{${this.delegate.toString()}}`;
+  }
+}
+
+/** Tracing while it is on: the tracer, and the SDK to flush at shutdown. */
+export class Tracing {
+  readonly tracer: Tracer;
+  private readonly sdk: NodeSDK;
+
+  private constructor(sdk: NodeSDK) {
+    this.sdk = sdk;
+    this.tracer = trace.getTracer('batching-sidecar');
+  }
+
+  /** Starts the SDK when an exporter is configured; null (tracing off) otherwise. */
+  static start(env: Env): Tracing | null {
+    if (!tracingConfigured(env)) return null;
+    const sdk = new NodeSDK({
+      sampler: new BatchSpansSampled(samplerFromEnv(env)),
+      instrumentations: [],
+      metricReaders: [],
+      logRecordProcessors: [],
+    });
+    sdk.start();
+    return new Tracing(sdk);
+  }
+
+  /** Starts a request span as a child of the caller's `traceparent`, if any. */
+  startRequestSpan(headers: Readonly<Record<string, unknown>>): Span {
+    const parent = propagation.extract(context.active(), headers);
+    return this.tracer.startSpan(REQUEST_SPAN, { kind: SpanKind.SERVER }, parent);
+  }
+
+  /**
+   * Starts the batch's span, linked to the sampled request spans it carries,
+   * and returns the `traceparent` headers for the downstream call.
+   */
+  startBatchSpan(batch: Batch): { span: Span; headers: Record<string, string> } {
+    const links: Link[] = [];
+    for (const item of batch.items) if (item.traceLink !== null) links.push({ context: item.traceLink });
+    const span = this.tracer.startSpan(BATCH_SPAN, {
+      kind: SpanKind.CLIENT,
+      root: true,
+      links,
+      attributes: {
+        'batch.id': batch.id,
+        'batch.size': batch.items.length,
+        'batch.shard': batch.shard,
+        'batch.trigger': batch.trigger,
+        'batch.bytes': batch.bodyBytes,
+      },
+    });
+    const headers: Record<string, string> = {};
+    propagation.inject(trace.setSpan(context.active(), span), headers);
+    return { span, headers };
+  }
+
+  endBatchSpan(span: Span, outcome: BatchOutcome): void {
+    if (outcome.status !== 0) span.setAttribute('http.response.status_code', outcome.status);
+    if (outcome.error !== null) {
+      span.setAttribute('error.type', outcome.error.code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
+    }
+    span.end();
+  }
+
+  /** Exports what is buffered and stops the SDK. */
+  shutdown(): Promise<void> {
+    return this.sdk.shutdown();
+  }
+}
