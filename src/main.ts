@@ -33,7 +33,16 @@ const telemetry = new Telemetry({ env: process.env, log, batchMaxSize: config.ba
 const lifecycle = new Lifecycle();
 const downstream = new DownstreamClient(config);
 const sink = createReplySink(lifecycle, telemetry.metrics);
-const batcher = new Batcher({ config, downstream, sink, observer: telemetry }).start();
+const batcher = new Batcher({
+  config,
+  downstream,
+  sink,
+  observer: telemetry,
+  onFatal: (error) => {
+    log.fatal({ err: error }, 'batcher failed: every held request was answered 500; exiting');
+    setTimeout(() => process.exit(1), 500);
+  },
+}).start();
 telemetry.observeShards(() => batcher.stats());
 const app = buildApp({ config, batcher, lifecycle, telemetry, log });
 
@@ -56,7 +65,8 @@ try {
   app.log.fatal({ err: error }, 'cannot listen');
   process.exit(1);
 }
-lifecycle.phase = 'ready';
+// A signal may have come while the listener was starting: then stay not-ready.
+if (lifecycle.phase === 'starting') lifecycle.phase = 'ready';
 const address = app.server.address();
 app.log.info(
   {

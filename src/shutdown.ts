@@ -30,8 +30,10 @@ export interface ShutdownParts {
   readonly exit: (code: number) => void;
 }
 
-/** After the shutdown timeout, how long the 503 answers get to reach their sockets. */
+/** After the drain (or its timeout), how long the last answers get to reach their sockets. */
 const FINAL_WRITE_GRACE_MS = 2_000;
+/** The most the telemetry flush may add after the drain (an unreachable collector must not hold the exit). */
+const FLUSH_TIMEOUT_MS = 3_000;
 
 export function createShutdown(parts: ShutdownParts): (signal: NodeJS.Signals) => void {
   let started = false;
@@ -64,27 +66,31 @@ async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<n
   const closed = app.close();
   const drained = batcher.drain();
 
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout');
-  });
-  const outcome = await Promise.race([Promise.all([drained, closed]).then(() => 'done' as const), timedOut]);
-  clearTimeout(timer);
+  const outcome = await Promise.race([drained.then(() => 'drained' as const), sleep(config.shutdownTimeoutMs, 'timeout' as const)]);
 
   let code = 0;
   if (outcome === 'timeout') {
     const unanswered = batcher.rejectAll(new SidecarErrors.SIDECAR_ERR_SHUTDOWN_TIMEOUT());
     log.error({ unanswered, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown: timeout, answered the rest with 503');
-    await Promise.race([closed, sleep(FINAL_WRITE_GRACE_MS)]);
-    app.server.closeAllConnections();
-    batcher.stop();
-    await downstream.destroy();
     code = 1;
   } else {
-    await downstream.close();
+    log.info('shutdown: every shard drained');
   }
+  // Every item is answered now. Answers go out with `connection: close`, but a
+  // keep-alive connection whose response started before the drain stays open
+  // until it idles: close idle ones, give the last writes a moment, then close
+  // whatever is left.
+  app.server.closeIdleConnections();
+  await Promise.race([closed, sleep(FINAL_WRITE_GRACE_MS, undefined)]);
+  app.server.closeAllConnections();
+  batcher.stop();
+  await (code === 0 ? downstream.close() : downstream.destroy());
   lifecycle.phase = 'stopped';
-  await parts.flush?.();
+  if (parts.flush !== undefined) {
+    await Promise.race([parts.flush(), sleep(FLUSH_TIMEOUT_MS, undefined)]).catch((error: unknown) =>
+      log.warn({ err: error }, 'shutdown: telemetry flush failed'),
+    );
+  }
   log.info({ code, ms: Math.round(performance.now() - started) }, 'shutdown: complete');
   return code;
 }

@@ -34,6 +34,11 @@ export interface BatcherOptions {
   readonly observer?: BatchObserver;
   /** Monotonic clock in ms; tests with fake timers pass their own. */
   readonly now?: () => number;
+  /**
+   * The batcher cannot go on (the supervisor failed). Every item held has been
+   * answered (500) by then; the process should exit and be restarted.
+   */
+  readonly onFatal?: (error: unknown) => void;
 }
 
 export interface ShardStats {
@@ -49,7 +54,16 @@ export class Batcher {
   private accepting = true;
   private nextUnkeyed = 0;
 
-  constructor({ config, downstream, sink, observer = NO_OBSERVER, now = () => performance.now() }: BatcherOptions) {
+  constructor({
+    config,
+    downstream,
+    sink,
+    observer = NO_OBSERVER,
+    now = () => performance.now(),
+    onFatal = (error) => {
+      throw error;
+    },
+  }: BatcherOptions) {
     this.shardCount = config.shardCount;
     const batchIdPrefix = randomBytes(4).toString('hex');
     this.queues = Array.from(
@@ -74,6 +88,12 @@ export class Batcher {
           batchMaxWaitMs: config.batchMaxWaitMs,
           maxInflightBatches: config.maxInflightBatches,
         })),
+      },
+    });
+    this.supervisor.subscribe({
+      error: (error) => {
+        this.rejectAll(new SidecarErrors.SIDECAR_ERR_INTERNAL('batcher failed'));
+        onFatal(error);
       },
     });
   }

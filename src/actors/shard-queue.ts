@@ -30,6 +30,7 @@ import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal = { readonly type: 'batch.opened' } | { readonly type: 'batch.sealed' };
+const SWEEP_INTERVAL_MS = 5;
 const OPENED: ShardSignal = Object.freeze({ type: 'batch.opened' });
 const SEALED: ShardSignal = Object.freeze({ type: 'batch.sealed' });
 
@@ -63,6 +64,7 @@ export class ShardQueue {
   private target: ShardSignalTarget | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepAt = Infinity;
+  private lastSweep = -Infinity;
 
   constructor(options: ShardQueueOptions) {
     this.options = options;
@@ -79,9 +81,10 @@ export class ShardQueue {
   offer(item: Item): boolean {
     const { batchMaxSize, batchMaxBytes, maxQueue } = this.options;
     if (this.waiting >= maxQueue) return false;
+    const bytes = item.body.length; // read before anything changes: a bad item must not leave a half-made batch
     let signal: ShardSignal | null = null;
     let open = this.open;
-    if (open !== null && open.wouldOverflow(item.body.length, batchMaxBytes)) {
+    if (open !== null && open.wouldOverflow(bytes, batchMaxBytes)) {
       this.seal('size');
       open = null;
       signal = SEALED;
@@ -131,6 +134,11 @@ export class ShardQueue {
   takeReady(): Batch | undefined {
     let batch: Batch | undefined;
     while ((batch = this.ready.shift()) !== undefined) {
+      // The sweep may not have run yet for an item that has just expired.
+      const now = this.now();
+      for (const item of batch.items) {
+        if (!item.settled && item.deadline <= now) this.reject(item, new SidecarErrors.SIDECAR_ERR_DEADLINE_EXCEEDED(), batch);
+      }
       if (batch.live === 0) continue;
       if (batch.live !== batch.items.length) removeSettled(batch);
       this.waiting -= batch.live;
@@ -184,6 +192,7 @@ export class ShardQueue {
     this.sweepTimer = null;
     this.sweepAt = Infinity;
     const now = this.now();
+    this.lastSweep = now;
     let next = Infinity;
     for (const batch of this.batches()) {
       if (batch.live === 0) continue;
@@ -221,11 +230,16 @@ export class ShardQueue {
 
   // One timer per shard, armed for the earliest deadline it knows of, instead of
   // a timer per item: with the default 10 s deadline it fires about once per
-  // deadline period and finds nothing to do, whatever the request rate.
+  // deadline period and finds nothing to do, whatever the request rate. Each
+  // sweep scans the whole shard, so sweeps are at least SWEEP_INTERVAL_MS apart:
+  // with scattered x-timeout-ms deadlines a 504 may come that much late, and
+  // the scans stay bounded.
   private armSweep(at: number): void {
     if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
     this.sweepAt = at;
-    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(0, at - this.now()));
+    const now = this.now();
+    const delay = Math.max(at - now, this.lastSweep + SWEEP_INTERVAL_MS - now, 0);
+    this.sweepTimer = setTimeout(() => this.sweep(), delay);
     this.sweepTimer.unref();
   }
 }

@@ -10,6 +10,9 @@
  * - A shard that fails (an action threw: a bug) would strand the callers it
  *   holds. The supervisor answers them (500), and while running starts a fresh
  *   shard actor on the same queue; while draining it counts the shard as done.
+ *   Past MAX_SHARD_RESTARTS restarts it gives up and fails itself: the batcher
+ *   then answers everything and the process exits for its orchestrator to
+ *   restart (a bug that fails every time must not loop).
  *
  * Routing an item to a shard is a pure function (routing.ts) applied by the
  * batcher, not an event per item through this actor (see ADR 0002).
@@ -32,6 +35,8 @@ export type SupervisorEvent =
   | { readonly type: `xstate.done.actor.${string}`; readonly actorId: string }
   | { readonly type: `xstate.error.actor.${string}`; readonly actorId: string; readonly error: unknown };
 
+export const MAX_SHARD_RESTARTS = 10;
+
 const shardIndex = (actorId: string): number => Number.parseInt(actorId.slice('shard-'.length), 10);
 
 export const supervisorMachine = setup({
@@ -44,6 +49,7 @@ export const supervisorMachine = setup({
   actors: { shard: shardMachine },
   guards: {
     allShardsFinished: ({ context }) => context.finished === context.shards.length,
+    mayRestart: ({ context }) => context.restarts < MAX_SHARD_RESTARTS,
   },
   actions: {
     spawnShards: enqueueActions(({ context, enqueue }) => {
@@ -59,6 +65,10 @@ export const supervisorMachine = setup({
       if (!('error' in event)) return;
       const queue = context.shards[shardIndex(event.actorId)].queue;
       queue.rejectAll(new SidecarErrors.SIDECAR_ERR_INTERNAL(`shard ${queue.index} failed: ${String(event.error)}`));
+    },
+    giveUp: ({ event }) => {
+      const cause = 'error' in event ? String(event.error) : 'unknown';
+      throw new Error(`shard failed again after ${MAX_SHARD_RESTARTS} restarts: ${cause}`);
     },
     restartShard: enqueueActions(({ context, event, enqueue }) => {
       if (!('error' in event)) return;
@@ -77,7 +87,10 @@ export const supervisorMachine = setup({
     running: {
       on: {
         'supervisor.drain': 'draining',
-        'xstate.error.actor.*': { actions: ['answerStranded', 'restartShard'] },
+        'xstate.error.actor.*': [
+          { guard: 'mayRestart', actions: ['answerStranded', 'restartShard'] },
+          { actions: ['answerStranded', 'giveUp'] },
+        ],
       },
     },
     draining: {

@@ -1,10 +1,12 @@
 /**
  * POST /process: parse (done by json-body.ts), find the shard key, route,
  * enqueue, and return; the answer is written later by the reply sink. The
- * handler is synchronous and returns the reply, so no promise is made per
- * request; it logs nothing (no per-request log lines).
+ * handler is synchronous and returns nothing: Fastify then waits for
+ * `reply.send` without wrapping anything (returning the reply would make it
+ * treat the reply as a thenable: listeners and closures per request). It logs
+ * nothing (no per-request log lines).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Item } from '../actors/batch.ts';
 import type { Batcher } from '../actors/batcher.ts';
 import { isKeyTooLong, MAX_KEY_BYTES } from '../actors/routing.ts';
@@ -40,12 +42,14 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
     return ms < requestTimeoutMs ? ms : requestTimeoutMs;
   }
 
-  app.post('/process', (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/process', (request: FastifyRequest, reply: FastifyReply): void => {
     if (!lifecycle.acceptsWork) throw new SidecarErrors.SIDECAR_ERR_DRAINING();
+    // A POST without a body and without a content-type skips body parsing.
+    if (request.rawBody === null) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('none');
     const key = shardKey(request);
     if (key !== undefined && isKeyTooLong(key)) throw new SidecarErrors.SIDECAR_ERR_KEY_TOO_LONG(MAX_KEY_BYTES);
     const now = performance.now();
-    const item = new Item(request.rawBody as Buffer, now, now + timeoutMs(request), reply);
+    const item = new Item(request.rawBody, now, now + timeoutMs(request), reply);
     const span = request.requestSpan;
     if (span !== null && span.isRecording()) item.traceLink = span.spanContext();
     const shard = batcher.route(key);
@@ -54,6 +58,5 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
       reply.header('x-shard', shard);
       throw refusal;
     }
-    return reply;
   });
 }

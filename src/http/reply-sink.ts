@@ -10,6 +10,16 @@ import type { SidecarError } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 
+/**
+ * Writing one answer failed (its socket is gone, say). The sink is called from
+ * inside a shard's actions: it must not throw, or one caller's broken socket
+ * would fail a shard and everyone it holds.
+ */
+function answerFailed(reply: FastifyReply, error: unknown): void {
+  reply.log.warn({ err: error }, 'could not write an answer');
+  if (!reply.raw.headersSent) reply.raw.destroy();
+}
+
 export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSink {
   /** Time in the sidecar minus the downstream call, for items whose batch's call ended. */
   function observeOverhead(item: Item, batch: Batch | null): void {
@@ -22,16 +32,24 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSin
       const reply = item.owner as FastifyReply;
       observeOverhead(item, batch);
       metrics.request('ok');
-      reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
-      if (lifecycle.isClosing) reply.header('connection', 'close');
-      // Stringify explicitly: Fastify would send a string result as raw text.
-      reply.type('application/json').send(JSON.stringify(result));
+      try {
+        reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
+        if (lifecycle.isClosing) reply.header('connection', 'close');
+        // Stringify explicitly: Fastify would send a string result as raw text.
+        reply.type('application/json').send(JSON.stringify(result));
+      } catch (error) {
+        answerFailed(reply, error);
+      }
     },
     reject(item: Item, error: SidecarError, batch: Batch | null): void {
       const reply = item.owner as FastifyReply;
       observeOverhead(item, batch);
-      if (batch !== null) reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
-      reply.send(error);
+      try {
+        if (batch !== null) reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
+        reply.send(error);
+      } catch (failure) {
+        answerFailed(reply, failure);
+      }
     },
   };
 }

@@ -160,6 +160,14 @@ describe('Batcher and shard actor', () => {
     expect(downstream.calls.map((call) => call.items)).toEqual([[{ id: 1 }], [{ id: 3 }]]);
   });
 
+  it('never sends an item whose deadline passed by the time its batch leaves', async () => {
+    const { downstream, submit, sink } = setupBatcher({ batchMaxWaitMs: 10 });
+    submit(1, { timeoutMs: 10 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sink.of(1)?.error?.code).toBe('SIDECAR_ERR_DEADLINE_EXCEEDED');
+    expect(downstream.calls).toHaveLength(0);
+  });
+
   it('answers 504 at the deadline of an item in flight and aborts a call nobody waits for', async () => {
     const { downstream, submit, sink, batcher } = setupBatcher({ batchMaxSize: 1 });
     submit(1, { timeoutMs: 100 });

@@ -3,7 +3,7 @@ import { createActor } from 'xstate';
 import { Item, NO_OBSERVER, type Batch, type ItemSink } from '../../src/actors/batch.ts';
 import { ShardQueue } from '../../src/actors/shard-queue.ts';
 import { shardMachine } from '../../src/actors/shard.machine.ts';
-import { supervisorMachine } from '../../src/actors/supervisor.machine.ts';
+import { MAX_SHARD_RESTARTS, supervisorMachine } from '../../src/actors/supervisor.machine.ts';
 import type { SidecarError } from '../../src/errors.ts';
 import { FakeDownstream } from '../support/fake-downstream.ts';
 
@@ -67,5 +67,26 @@ describe('supervisor', () => {
     downstream.calls[0].echo();
     await vi.advanceTimersByTimeAsync(0);
     expect(answers[1]).toEqual({ id: 2, result: { echo: { id: 2 } } });
+  });
+
+  it('gives up after MAX_SHARD_RESTARTS restarts of a shard that keeps failing, having answered everyone', async () => {
+    const broken = shardMachine.provide({
+      actions: {
+        sealOnTime: () => {
+          throw new Error('bug in an action');
+        },
+      },
+    });
+    const { answers, supervisor, offer } = setup(broken);
+    const errors: unknown[] = [];
+    supervisor.subscribe({ error: (error) => errors.push(error) });
+    for (let id = 1; id <= MAX_SHARD_RESTARTS + 1; id++) {
+      offer(0, id);
+      await vi.advanceTimersByTimeAsync(10);
+    }
+    expect(supervisor.getSnapshot().status).toBe('error');
+    expect(errors).toHaveLength(1);
+    expect(answers).toHaveLength(MAX_SHARD_RESTARTS + 1);
+    expect(answers.every((answer) => answer.code === 'SIDECAR_ERR_INTERNAL')).toBe(true);
   });
 });

@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { shardForKey } from '../../src/actors/routing.ts';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
-import { get, post } from '../support/http.ts';
+import { request } from 'undici';
+import { agent, get, post } from '../support/http.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
 /** Two keys that land on shard 0 and shard 1 of 2. */
@@ -145,6 +146,16 @@ describe('bad input', () => {
     expect(answer.body).toMatchObject({ statusCode: status, code });
     expect((await concurrent).body).toEqual({ echo: { id: 'neighbour' } });
     expect((await post(sidecar.url, { id: 'after' })).status).toBe(200);
+  });
+
+  it('refuses a POST with neither body nor content-type (415) and keeps the shard serving', async () => {
+    const neighbour = post(sidecar.url, { id: 'before' });
+    const response = await request(`${sidecar.url}/process`, { method: 'POST', dispatcher: agent });
+    expect(response.statusCode).toBe(415);
+    expect(await response.body.json()).toMatchObject({ code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' });
+    expect((await neighbour).status).toBe(200);
+    const after = await Promise.all([1, 2, 3].map((id) => post(sidecar.url, { id }, { 'x-timeout-ms': '2000' })));
+    expect(after.map((answer) => answer.status)).toEqual([200, 200, 200]);
   });
 
   it('forwards any JSON value as the exact bytes the caller sent', async () => {
