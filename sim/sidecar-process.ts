@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
 export interface Exit {
@@ -35,8 +36,15 @@ export async function runMain(env: Record<string, string>, args: string[] = []):
   return { code, signal, stdout, stderr };
 }
 
-export async function startSidecar(env: Record<string, string>): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [MAIN], {
+/**
+ * Starts the sidecar and waits for its "sidecar ready" log line. `command`
+ * replaces `node src/main.ts` (the test of the image's entrypoint passes the
+ * Dockerfile's); a leading "node" runs as this Node binary.
+ */
+export async function startSidecar(env: Record<string, string>, command: readonly string[] = ['node', MAIN]): Promise<SidecarProcess> {
+  const [program, ...args] = command;
+  const child = spawn(program === 'node' ? process.execPath : program, args, {
+    cwd: ROOT,
     env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group: a Ctrl-C at the terminal reaches only the parent,
