@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'bench/results/'] },
+  { ignores: ['node_modules/', 'coverage/', 'bench/results/', '.scratch/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -18,7 +18,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/main.ts', 'test/**', 'bench/**', 'demo/**', 'sim/**', 'vitest.config.ts'],
+    files: ['src/main.ts', 'test/**', 'bench/**', 'demo/**', 'sim/**', 'vitest.*.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

@@ -23,13 +23,20 @@ export type Behaviour =
   /** Never answers. */
   | 'hang'
   /** Destroys the connection without answering. */
-  | 'reset';
+  | 'reset'
+  /** 2xx whose JSON body stops half-way (complete HTTP message, cut JSON). */
+  | 'truncated'
+  /** Sends the headers and half the body, then destroys the connection. */
+  | 'reset-mid-body';
 
 export interface LegacyOptions {
   latencyMs: number;
   jitterMs: number;
   /** Share of batches (0..1) answered 500 at random. */
   failureRate: number;
+  /** Share of batches (0..1) delayed by an extra `spikeMs` (latency spikes). */
+  spikeRate: number;
+  spikeMs: number;
   behaviour: Behaviour;
   /** When set, `behaviour` applies only to batches from this shard (x-shard); others get 'ok'. */
   faultShard: string | null;
@@ -42,10 +49,21 @@ export interface ReceivedBatch {
   readonly shard: string;
   readonly traceparent: string | undefined;
   readonly items: unknown[];
+  /** The request body exactly as received. */
+  readonly body: string;
   readonly receivedAt: number;
 }
 
-const DEFAULTS: LegacyOptions = { latencyMs: 5, jitterMs: 0, failureRate: 0, behaviour: 'ok', faultShard: null, record: false };
+const DEFAULTS: LegacyOptions = {
+  latencyMs: 5,
+  jitterMs: 0,
+  failureRate: 0,
+  spikeRate: 0,
+  spikeMs: 0,
+  behaviour: 'ok',
+  faultShard: null,
+  record: false,
+};
 
 export class LegacyDownstream {
   readonly server: Server;
@@ -128,17 +146,19 @@ export class LegacyDownstream {
         shard,
         traceparent: request.headers.traceparent as string | undefined,
         items,
+        body: body.toString('utf8'),
         receivedAt: performance.now(),
       });
     }
     this.track(shard, +1);
-    const { latencyMs, jitterMs, failureRate, faultShard } = this.options;
+    const { latencyMs, jitterMs, failureRate, spikeRate, spikeMs, faultShard } = this.options;
     const behaviour = faultShard === null || faultShard === shard ? this.options.behaviour : 'ok';
     if (behaviour === 'hang') {
       response.on('close', () => this.track(shard, -1));
       return;
     }
-    const delay = latencyMs + (jitterMs > 0 ? Math.random() * jitterMs : 0);
+    const spike = spikeRate > 0 && Math.random() < spikeRate ? spikeMs : 0;
+    const delay = latencyMs + spike + (jitterMs > 0 ? Math.random() * jitterMs : 0);
     setTimeout(() => {
       this.track(shard, -1);
       this.busyMs += delay;
@@ -156,7 +176,19 @@ export class LegacyDownstream {
       else {
         const results = items.map((item) => ({ echo: item }));
         if (behaviour === 'wrong-length') results.pop();
-        payload = JSON.stringify(results);
+        try {
+          payload = JSON.stringify(results);
+        } catch {
+          response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"cannot serialise"}');
+          return;
+        }
+      }
+      if (behaviour === 'truncated') payload = payload.slice(0, Math.floor(payload.length / 2));
+      if (behaviour === 'reset-mid-body') {
+        const half = Buffer.from(payload.slice(0, Math.floor(payload.length / 2)));
+        response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+        response.write(half, () => request.socket.destroy());
+        return;
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end(payload);
     }, delay);

@@ -21,6 +21,13 @@ export const SidecarErrors = {
     Error,
     NO_STACK,
   ),
+  SIDECAR_ERR_JSON_TOO_DEEP: createError(
+    'SIDECAR_ERR_JSON_TOO_DEEP',
+    'Body nests arrays and objects deeper than %s levels',
+    400,
+    Error,
+    NO_STACK,
+  ),
   SIDECAR_ERR_INVALID_TIMEOUT: createError(
     'SIDECAR_ERR_INVALID_TIMEOUT',
     'Header x-timeout-ms must be a positive integer of milliseconds',

@@ -29,7 +29,7 @@ try {
 
 const log = pino({ level: config.logLevel });
 // Telemetry first: the SDK reads the OTEL_* variables itself.
-const telemetry = new Telemetry({ env: process.env, log, batchMaxSize: config.batchMaxSize });
+const telemetry = await Telemetry.start({ env: process.env, log, batchMaxSize: config.batchMaxSize });
 const lifecycle = new Lifecycle();
 const downstream = new DownstreamClient(config);
 const sink = createReplySink(lifecycle, telemetry.metrics);

@@ -35,6 +35,13 @@ export function buildApp({ config, batcher, lifecycle, telemetry, log }: AppOpti
     // Longer than the usual load-balancer idle timeout (60 s), so the balancer
     // closes idle connections first and never sends on one we are closing.
     keepAliveTimeout: 65_000,
+    // A client gets 10 s to send its headers and 15 s for the whole request
+    // (408 after that): slowloris senders and bodies that never end are cut
+    // off instead of holding a socket and a parser for ever. Node's defaults
+    // (60 s, 300 s) and Fastify's (no request timeout) are made for uploads,
+    // and Node checks them only every 30 s unless told otherwise.
+    http: { headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
+    requestTimeout: 15_000,
   });
   registerErrorHandler(app, lifecycle, telemetry.metrics);
   registerJsonBody(app);

@@ -6,7 +6,7 @@
  */
 import type { FastifyReply } from 'fastify';
 import type { Batch, Item, ItemSink } from '../actors/batch.ts';
-import type { SidecarError } from '../errors.ts';
+import { SidecarErrors, type SidecarError } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 
@@ -27,16 +27,23 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSin
     metrics.overheadSeconds((performance.now() - item.acceptedAt - batch.downstreamMs) / 1000);
   }
 
-  return {
+  const sink: ItemSink = {
     resolve(item: Item, result: unknown, batch: Batch): void {
       const reply = item.owner as FastifyReply;
+      let payload: string;
+      try {
+        // Stringify explicitly: Fastify would send a string result as raw text.
+        payload = JSON.stringify(result);
+      } catch (error) {
+        sink.reject(item, new SidecarErrors.SIDECAR_ERR_INTERNAL(`result cannot be serialised: ${String(error)}`), batch);
+        return;
+      }
       observeOverhead(item, batch);
       metrics.request('ok');
       try {
         reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
         if (lifecycle.isClosing) reply.header('connection', 'close');
-        // Stringify explicitly: Fastify would send a string result as raw text.
-        reply.type('application/json').send(JSON.stringify(result));
+        reply.type('application/json').send(payload);
       } catch (error) {
         answerFailed(reply, error);
       }
@@ -52,4 +59,5 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSin
       }
     },
   };
+  return sink;
 }

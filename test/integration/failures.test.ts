@@ -123,7 +123,7 @@ describe('bad input', () => {
   let sidecar: SidecarProcess;
 
   beforeAll(async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 1 });
+    downstream = await LegacyDownstream.start({ latencyMs: 1, record: true });
     sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, BATCH_MAX_WAIT_MS: '2', MAX_BODY_BYTES: '1024' });
   });
   afterAll(async () => {
@@ -159,10 +159,12 @@ describe('bad input', () => {
   });
 
   it('forwards any JSON value as the exact bytes the caller sent', async () => {
-    for (const raw of ['42', '"text"', 'null', '[1,2]', '{ "spaced" :  true }']) {
+    for (const raw of ['42', '"text"', 'null', '[1,2]', '{ "spaced" :  true }', '{"n":1.50,"u":"\\u00e9"}']) {
       const answer = await post(sidecar.url, raw, {}, true);
       expect(answer.status).toBe(200);
       expect(answer.body).toEqual({ echo: JSON.parse(raw) });
+      const batch = downstream.received.find((received) => received.batchId === answer.headers['x-batch-id']);
+      expect(batch?.body).toBe(`[${raw}]`);
     }
   });
 });

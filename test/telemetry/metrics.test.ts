@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 import { post } from '../support/http.ts';
-import { parsePrometheus, sumOf, valueOf } from '../support/prometheus.ts';
+import { parsePrometheus, sumOf, valueOf } from '../../sim/prometheus.ts';
 import { request } from 'undici';
 
 describe('metrics', () => {

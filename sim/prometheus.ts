@@ -1,4 +1,7 @@
-/** A strict-enough parser of the Prometheus text exposition format, for tests. */
+/**
+ * A strict parser of the Prometheus text exposition format (0.0.4), shared by
+ * the tests (which assert that /metrics parses) and the benchmarks.
+ */
 
 export interface Sample {
   readonly name: string;
@@ -8,6 +11,10 @@ export interface Sample {
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/;
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+
+function unescape(value: string): string {
+  return value.replace(/\\(.)/g, (_, next: string) => (next === 'n' ? '\n' : next));
+}
 
 /** Parses every line; throws on one that is neither a comment nor a valid sample. */
 export function parsePrometheus(text: string): Sample[] {
@@ -22,7 +29,7 @@ export function parsePrometheus(text: string): Sample[] {
     const match = SAMPLE.exec(line);
     if (match === null) throw new Error(`not a Prometheus sample: ${line}`);
     const labels: Record<string, string> = {};
-    for (const label of (match[2] ?? '').matchAll(LABEL)) labels[label[1]] = label[2];
+    for (const label of (match[2] ?? '').matchAll(LABEL)) labels[label[1]] = unescape(label[2]);
     const value = match[3] === '+Inf' ? Infinity : match[3] === '-Inf' ? -Infinity : Number(match[3]);
     if (Number.isNaN(value) && match[3] !== 'NaN') throw new Error(`bad value: ${line}`);
     samples.push({ name: match[1], labels, value });
