@@ -1,0 +1,131 @@
+/**
+ * The processes under test, each its own OS process so its CPU time and RSS
+ * can be read from /proc: the simulated downstream (`node
+ * sim/legacy-downstream.ts`), the bare Fastify baseline (bench/bare-server.ts)
+ * and the sidecar (sim/sidecar-process.ts, i.e. `node src/main.ts`). Every
+ * child is registered here and killed when the benchmark exits, however it exits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { startSidecar, type Exit, type SidecarProcess } from '../sim/sidecar-process.ts';
+
+const DOWNSTREAM = fileURLToPath(new URL('../sim/legacy-downstream.ts', import.meta.url));
+const BARE = fileURLToPath(new URL('./bare-server.ts', import.meta.url));
+
+const live = new Set<ChildProcess>();
+
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
+/** SIGKILL to every child still running (synchronous: safe in an 'exit' handler). */
+export function killAll(): void {
+  for (const child of live) {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number;
+  /** Base URL: http://127.0.0.1:PORT (plus /batch for the downstream). */
+  readonly url: string;
+  readonly exited: Promise<Exit>;
+  stop(timeoutMs?: number): Promise<Exit>;
+}
+
+async function spawnReady(name: string, file: string, env: Record<string, string>, ready: (line: string) => string | null): Promise<Child> {
+  const child = spawn(process.execPath, [file], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    if (stderr.length < 10_000) stderr += chunk.toString();
+  });
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      const found = ready(line);
+      if (found !== null) resolve(found);
+    });
+    void exited.then((exit) => reject(new Error(`${name} exited before ready: ${JSON.stringify(exit)} ${stderr}`)));
+    setTimeout(() => reject(new Error(`${name} not ready after 20 s: ${stderr}`)), 20_000).unref();
+  });
+  return {
+    name,
+    pid: child.pid!,
+    url,
+    exited,
+    async stop(timeoutMs = 10_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const exit = await exited;
+      clearTimeout(timer);
+      return exit;
+    },
+  };
+}
+
+/** `node sim/legacy-downstream.ts` on 127.0.0.1, an ephemeral port, fixed latency, no jitter, no failures. */
+export function startDownstream(latencyMs: number): Promise<Child> {
+  return spawnReady(
+    `downstream(${latencyMs} ms)`,
+    DOWNSTREAM,
+    { LATENCY_MS: String(latencyMs), JITTER_MS: '0', FAILURE_RATE: '0' },
+    (line) => /listening on (\S+)/.exec(line)?.[1] ?? null,
+  );
+}
+
+/** bench/bare-server.ts on 127.0.0.1, an ephemeral port. */
+export function startBare(): Promise<Child> {
+  return spawnReady('bare fastify', BARE, {}, (line) => {
+    try {
+      const entry = JSON.parse(line) as { msg?: string; port?: number };
+      return entry.msg === 'bare ready' ? `http://127.0.0.1:${entry.port}` : null;
+    } catch {
+      return null;
+    }
+  });
+}
+
+export interface Sidecar extends Child {
+  readonly process: SidecarProcess;
+  /** Its log lines at warn level or above (pino level >= 40), for the report. */
+  problems(): string[];
+}
+
+/** The real sidecar (`node src/main.ts`) with this environment on top of its defaults. */
+export async function startSidecarChild(env: Record<string, string>): Promise<Sidecar> {
+  const sidecar = await startSidecar(env);
+  track(sidecar.child);
+  return {
+    name: 'sidecar',
+    pid: sidecar.child.pid!,
+    url: sidecar.url,
+    exited: sidecar.exited,
+    process: sidecar,
+    stop: (timeoutMs?: number) => sidecar.stop(timeoutMs),
+    problems() {
+      const out: string[] = [];
+      for (const entry of sidecar.logs) {
+        const level = typeof entry.level === 'number' ? entry.level : 0;
+        if (level >= 40 || 'raw' in entry) {
+          const err = entry.err as { message?: string; code?: string } | undefined;
+          out.push(`${String(entry.msg ?? entry.raw ?? '')}${err ? ` (${err.code ?? ''} ${err.message ?? ''})` : ''}`.trim());
+        }
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Per-process CPU time and memory, read from /proc (Linux only): utime+stime
+ * from /proc/<pid>/stat, VmRSS (now) and VmHWM (peak) from /proc/<pid>/status.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export interface ProcSample {
+  /** User + system CPU time so far, seconds. */
+  readonly cpuSeconds: number;
+  /** Resident set size now, bytes. */
+  readonly rssBytes: number;
+  /** Peak resident set size so far, bytes. */
+  readonly hwmBytes: number;
+}
+
+function clockTicks(): number {
+  try {
+    const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isFinite(ticks) && ticks > 0 ? ticks : 100;
+  } catch {
+    return 100;
+  }
+}
+
+const TICKS = clockTicks();
+
+function kib(status: string, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
+  return match === null ? 0 : Number(match[1]) * 1024;
+}
+
+/** A sample of the process now, or null when it is gone (or /proc is not there). */
+export function sampleProcess(pid: number | undefined): ProcSample | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    // What follows starts at field 3 (state); utime is field 14, stime field 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { cpuSeconds: ticks / TICKS, rssBytes: kib(status, 'VmRSS'), hwmBytes: kib(status, 'VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds the process spent between two samples (null when either is missing). */
+export function cpuBetween(before: ProcSample | null, after: ProcSample | null): number | null {
+  if (before === null || after === null) return null;
+  return Math.max(0, after.cpuSeconds - before.cpuSeconds);
+}

@@ -1,0 +1,143 @@
+/** The shape of bench/results/latest.json. */
+import type { ClosedLoopResult } from './closed-loop.ts';
+import type { OpenLoopResult } from './open-loop.ts';
+
+export interface ProcFigures {
+  /** CPU seconds (user + system) used in the measured window. */
+  readonly cpuSeconds: number | null;
+  /** cpuSeconds / window seconds × 100 (100 = one core). */
+  readonly cpuPercent: number | null;
+  readonly rssBytes: number | null;
+  /** VmHWM: the process's peak RSS so far (for the bench process: null). */
+  readonly peakRssBytes: number | null;
+}
+
+export interface BatchFigures {
+  /** Where the figures come from: the sidecar's /metrics, the x-batch-id headers, or nowhere. */
+  readonly source: 'metrics' | 'x-batch-id' | null;
+  readonly batches: number;
+  readonly items: number;
+  readonly meanBatchSize: number | null;
+  /** Downstream calls per 1,000 requests. */
+  readonly callsPer1000: number | null;
+  /** sidecar_batches_total increase by trigger; null without /metrics. */
+  readonly triggers: Record<string, number> | null;
+  /** sidecar_requests_total increase by outcome; null without /metrics. */
+  readonly outcomes: Record<string, number> | null;
+  /** The same from the client's view (x-batch-id), as a cross-check. */
+  readonly client: { readonly batches: number; readonly items: number; readonly meanBatchSize: number | null; readonly callsPer1000: number | null };
+}
+
+export interface QuantileMs {
+  readonly ms: number;
+  /** In the +Inf bucket: the value is above `ms`. */
+  readonly overflow: boolean;
+}
+
+/** sidecar_overhead_seconds over the measured window (difference of two scrapes). */
+export interface OverheadFigures {
+  readonly count: number;
+  readonly meanMs: number | null;
+  readonly p50: QuantileMs | null;
+  readonly p99: QuantileMs | null;
+  readonly p999: QuantileMs | null;
+}
+
+export interface ThroughputSide {
+  readonly kind: 'sidecar' | 'bare';
+  readonly closed: ClosedLoopResult;
+  readonly batching: BatchFigures | null;
+  readonly processes: Record<string, ProcFigures>;
+}
+
+export interface LatencyFigures {
+  readonly rate: number;
+  readonly batchMaxWaitMs: number;
+  readonly targetMs: number;
+  readonly sidecar: {
+    readonly open: OpenLoopResult;
+    readonly overhead: OverheadFigures | null;
+    readonly batching: BatchFigures;
+    readonly processes: Record<string, ProcFigures | null>;
+  };
+  readonly bare: { readonly open: OpenLoopResult; readonly processes: Record<string, ProcFigures | null> };
+  /** overhead p99 <= target; null when the sidecar has no overhead histogram yet. */
+  readonly pass: boolean | null;
+}
+
+export interface EfficiencyStep {
+  readonly offeredRate: number;
+  /** The rate asked for (higher than offeredRate when capped to what the machine sustains). */
+  readonly requestedRate: number;
+  readonly open: OpenLoopResult;
+  readonly batching: BatchFigures;
+  readonly overhead: OverheadFigures | null;
+  readonly processes: Record<string, ProcFigures | null>;
+}
+
+export interface MemoryFigures {
+  readonly requests: number;
+  readonly downstreamLatencyMs: number;
+  readonly sidecarEnv: Record<string, string>;
+  /** Requests written to a socket when RSS was read. */
+  readonly written: number;
+  /** Requests already answered when RSS was read (should be 0: they are all waiting). */
+  readonly answeredBeforeStop: number;
+  readonly settleMs: number;
+  readonly idleRssBytes: number | null;
+  readonly waitingRssBytes: number | null;
+  readonly peakRssBytes: number | null;
+  readonly perRequestBytes: number | null;
+  readonly downstreamRssBytes: number | null;
+  /** Sum of sidecar_queue_depth and sidecar_inflight_batches at that moment (null without /metrics). */
+  readonly queueDepth: number | null;
+  readonly inflightBatches: number | null;
+  readonly stop: {
+    readonly exitCode: number | null;
+    readonly ms: number;
+    readonly statuses: Record<string, number>;
+    readonly errors: Record<string, number>;
+    readonly unfinished: number;
+  };
+}
+
+export interface ShardFigures {
+  readonly shardCount: number;
+  readonly rate: number;
+  readonly open: OpenLoopResult;
+  readonly batching: BatchFigures;
+  readonly overhead: OverheadFigures | null;
+  readonly processes: Record<string, ProcFigures | null>;
+}
+
+export interface BenchResults {
+  readonly meta: {
+    readonly date: string;
+    readonly quick: boolean;
+    readonly commit: string | null;
+    readonly node: string;
+    readonly cpus: number;
+    readonly cpuModel: string;
+    readonly loadAverageAtStart: number[];
+    readonly loadAverageAtEnd: number[];
+    wallSeconds: number;
+    readonly closedLoopConnections: number;
+    readonly openLoopConnections: number;
+    readonly downstreamLatencyMs: number;
+    readonly durationsSeconds: Record<string, number>;
+    readonly downstreamPeakRssBytes: number | null;
+  };
+  readonly throughput: {
+    readonly sidecar: ThroughputSide;
+    readonly bare: ThroughputSide;
+    readonly ratio: number | null;
+    readonly target: number;
+    readonly pass: boolean | null;
+  };
+  readonly latency: LatencyFigures;
+  readonly efficiency: EfficiencyStep[];
+  readonly memory: MemoryFigures;
+  readonly shards: { readonly rate: number; readonly configs: ShardFigures[] };
+  readonly problems: string[];
+  readonly notes: string[];
+}
