@@ -52,6 +52,8 @@ export class Batch {
   trigger: Trigger = 'time';
   /** Set while the batch is in flight; aborted once no item waits for the answer. */
   abort: AbortController | null = null;
+  /** The downstream call has ended: settling the items now needs no abort. */
+  answered = false;
   /** Duration of the downstream call, set when it has ended (0 before). */
   downstreamMs = 0;
   /** The BatchObserver's own slot (the batch span), opaque to the batcher. */

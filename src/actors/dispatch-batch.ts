@@ -49,6 +49,7 @@ async function sendAndSettle(
       headers,
     });
     batch.downstreamMs = performance.now() - started;
+    batch.answered = true;
     status = answer.status;
     if (answer.ok) {
       const results = answer.results;

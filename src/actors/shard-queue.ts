@@ -22,17 +22,23 @@
  *   in-flight batch whose items have all been settled has its call aborted.
  *
  * The machine is told only about state changes, never per item: `batch.opened`
- * when an empty shard receives its first item (start the window) and
- * `batch.sealed` when the size or byte cap sealed a batch (dispatch now).
+ * when an empty shard receives its first item (start the window),
+ * `batch.sealed` when the size or byte cap sealed a batch (dispatch now), and
+ * `batch.done` when a call ends while sealed batches wait for its slot or the
+ * shard is draining (otherwise a finished call needs no decision).
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
 import { Fifo } from './fifo.ts';
 
-export type ShardSignal = { readonly type: 'batch.opened' } | { readonly type: 'batch.sealed' };
+export type ShardSignal =
+  | { readonly type: 'batch.opened' }
+  | { readonly type: 'batch.sealed' }
+  | { readonly type: 'batch.done' };
 const SWEEP_INTERVAL_MS = 5;
 const OPENED: ShardSignal = Object.freeze({ type: 'batch.opened' });
 const SEALED: ShardSignal = Object.freeze({ type: 'batch.sealed' });
+const DONE: ShardSignal = Object.freeze({ type: 'batch.done' });
 
 export interface ShardQueueOptions {
   readonly index: number;
@@ -55,6 +61,8 @@ export class ShardQueue {
   readonly now: () => number;
   /** Unsettled items in the open batch and the ready FIFO. */
   waiting = 0;
+  /** Set when the shard starts draining: every finished call is then signalled. */
+  draining = false;
   readonly inflight = new Map<string, Batch>();
 
   private readonly options: ShardQueueOptions;
@@ -150,10 +158,9 @@ export class ShardQueue {
   }
 
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
-  finish(batchId: string): Batch | undefined {
-    const batch = this.inflight.get(batchId);
-    this.inflight.delete(batchId);
-    return batch;
+  finish(batchId: string): void {
+    if (!this.inflight.delete(batchId)) return; // already dropped by rejectAll
+    if (this.ready.length > 0 || this.draining) this.target?.send(DONE);
   }
 
   resolve(item: Item, result: unknown, batch: Batch): void {
@@ -216,7 +223,7 @@ export class ShardQueue {
     batch.live--;
     if (batch.abort === null) {
       this.waiting--;
-    } else if (batch.live === 0) {
+    } else if (batch.live === 0 && !batch.answered) {
       // Nobody waits for this call any more: free its connection and its slot.
       batch.abort.abort();
     }

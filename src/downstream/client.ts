@@ -90,8 +90,18 @@ export class DownstreamClient implements Downstream {
   }
 
   private async attempt(request: DownstreamRequest): Promise<DownstreamAnswer> {
-    const timeout = AbortSignal.timeout(this.timeoutMs);
-    const signal = AbortSignal.any([request.signal, timeout]);
+    // One controller and one timer per attempt, both released when it ends.
+    // (AbortSignal.timeout cannot be cancelled: its timer fires after every
+    // call and builds a DOMException; AbortSignal.any adds a composite signal.)
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.timeoutMs);
+    request.signal.addEventListener('abort', abort);
+    const signal = controller.signal;
     let status = 0;
     try {
       const response = await this.pool.request({
@@ -114,11 +124,14 @@ export class DownstreamClient implements Downstream {
       const text = await response.body.text();
       return parseResults(text, request.count, status);
     } catch (error) {
-      if (timeout.aborted) {
+      if (timedOut) {
         return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_TIMEOUT(this.timeoutMs) };
       }
       const reason = error instanceof Error ? ((error as NodeJS.ErrnoException).code ?? error.message) : String(error);
       return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_UNREACHABLE(reason) };
+    } finally {
+      clearTimeout(timer);
+      request.signal.removeEventListener('abort', abort);
     }
   }
 }

@@ -224,7 +224,7 @@ describe('Batcher and shard actor', () => {
     expect(sink.answers.map((answer) => answer.batch?.trigger)).toEqual(['drain', 'drain']);
   });
 
-  it('stops each finished batch actor so a long-running shard keeps no children', async () => {
+  it('keeps nothing per batch once its call has ended: no child actors, nothing in flight', async () => {
     const { downstream, submit, batcher } = setupBatcher({ batchMaxSize: 1 });
     for (let id = 1; id <= 20; id++) submit(id);
     for (let round = 0; round < 10; round++) {
@@ -235,5 +235,6 @@ describe('Batcher and shard actor', () => {
     expect(downstream.calls).toHaveLength(20);
     const supervisor = (batcher as unknown as { supervisor: { getSnapshot(): { children: Record<string, { getSnapshot(): { children: object } }> } } }).supervisor;
     expect(Object.keys(supervisor.getSnapshot().children['shard-0'].getSnapshot().children)).toHaveLength(0);
+    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 0, inflight: 0 });
   });
 });
