@@ -7,6 +7,9 @@
  * latency, and the candidate/baseline ratios quoted in commit messages.
  *
  *   node bench/compare.ts <git-ref> [rate=3000] [rounds=3] [seconds=6]
+ *
+ * TRACING=1 runs both with tracing on (batch spans, 1% of request spans,
+ * exported to a local OTLP sink).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -16,6 +19,7 @@ import { startSidecar } from '../sim/sidecar-process.ts';
 import { killAll, startDownstream } from './children.ts';
 import { histogram, histogramDelta, quantile, scrape } from './metrics.ts';
 import { OpenLoop } from './open-loop.ts';
+import { startOtlpSink } from './otlp-sink.ts';
 import { cpuBetween, sampleProcess } from './proc.ts';
 
 const [ref = 'HEAD', rateArg = '3000', roundsArg = '3', secondsArg = '6'] = process.argv.slice(2);
@@ -35,8 +39,8 @@ interface Figures {
 
 const bodies = Array.from({ length: 64 }, (_, i) => Buffer.from(JSON.stringify({ key: `user-${i}`, id: i, payload: 'x'.repeat(40) })));
 
-async function measure(main: string, downstreamUrl: string): Promise<Figures> {
-  const sidecar = await startSidecar({ DOWNSTREAM_URL: downstreamUrl }, ['node', main]);
+async function measure(main: string, downstreamUrl: string, extraEnv: Record<string, string>): Promise<Figures> {
+  const sidecar = await startSidecar({ DOWNSTREAM_URL: downstreamUrl, ...extraEnv }, ['node', main]);
   try {
     const origin = sidecar.url;
     let p0 = sampleProcess(sidecar.child.pid);
@@ -79,19 +83,31 @@ const worktree = mkdtempSync(join(tmpdir(), 'sidecar-baseline-'));
 execFileSync('git', ['worktree', 'add', '--detach', '--force', worktree, ref], { cwd: ROOT, stdio: 'ignore' });
 symlinkSync(join(ROOT, 'node_modules'), join(worktree, 'node_modules'));
 const downstream = await startDownstream(50);
+const sink = process.env.TRACING === '1' ? await startOtlpSink() : null;
+const extraEnv: Record<string, string> =
+  sink === null
+    ? {}
+    : {
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0.01',
+      };
 const variants = { baseline: join(worktree, 'src/main.ts'), candidate: join(ROOT, 'src/main.ts') };
 const runs: Record<keyof typeof variants, Figures[]> = { baseline: [], candidate: [] };
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? (['baseline', 'candidate'] as const) : (['candidate', 'baseline'] as const);
     for (const name of order) {
-      const figures = await measure(variants[name], `${downstream.url}/batch`);
+      const figures = await measure(variants[name], `${downstream.url}/batch`, extraEnv);
       runs[name].push(figures);
       console.log(`round ${round + 1} ${name.padEnd(9)} cpu ${figures.cpuUsPerRequest.toFixed(1)} µs/req, overhead p50 ${figures.overheadP50.toFixed(2)} p99 ${figures.overheadP99.toFixed(2)} ms, e2e p99 ${figures.e2eP99.toFixed(1)} ms, ok ${figures.ok}, failed ${figures.failed}`);
     }
   }
 } finally {
   await downstream.stop();
+  await sink?.close();
   killAll();
   execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: ROOT, stdio: 'ignore' });
   rmSync(worktree, { recursive: true, force: true });

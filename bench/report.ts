@@ -1,7 +1,7 @@
 /** bench/results/summary.md: the figures as tables, ratios first. */
 import type { OpenLoopResult } from './open-loop.ts';
 import type { Percentiles } from './stats.ts';
-import type { BatchFigures, BenchResults, OverheadFigures, ProcFigures, QuantileMs } from './types.ts';
+import type { BatchFigures, BenchResults, OverheadFigures, ProcFigures, QuantileMs, ThroughputSide } from './types.ts';
 
 const NA = 'n/a';
 
@@ -64,6 +64,12 @@ function keptUp(open: OpenLoopResult): string {
   return issues.length === 0 ? 'yes' : `**no**: ${issues.join(', ')}`;
 }
 
+/** Server CPU seconds per answered request in a closed-loop run. */
+function cpuPerRequest(side: ThroughputSide): number {
+  const cpuSeconds = side.processes[side.kind === 'bare' ? 'bare' : 'sidecar']?.cpuSeconds ?? Number.NaN;
+  return side.closed.ok > 0 ? cpuSeconds / side.closed.ok : Number.NaN;
+}
+
 export function renderSummary(r: BenchResults): string {
   const t = r.throughput;
   const l = r.latency;
@@ -89,6 +95,8 @@ export function renderSummary(r: BenchResults): string {
     '| headline | result | target | |',
     '|---|---|---|---|',
     `| throughput sidecar / bare | ${num(t.ratio, 2)}× | ≥ ${t.target}× | ${verdict(t.pass)} |`,
+    `| server CPU per request, bare / sidecar | ${num(cpuPerRequest(t.bare) / cpuPerRequest(t.sidecar), 2)}× | (generator-independent view of the same) | |`,
+    `| throughput tracing on / off | ${num(t.tracingRatio, 2)}× | ≥ ${t.tracingTarget}× | ${verdict(t.tracingPass)} |`,
     `| overhead p99 at ${num(l.rate)} req/s (80% of max) | ${q(l.sidecar.overhead?.p99)} ms | ≤ ${l.targetMs} ms | ${verdict(l.pass)} |`,
     `| downstream calls per 1,000 requests at ${num(r.efficiency.at(-1)?.offeredRate)} req/s | ${num(r.efficiency.at(-1)?.batching.callsPer1000, 1)} | fewer is better | |`,
     `| sidecar RSS with ${num(m.requests)} requests waiting | ${mib(m.waitingRssBytes)} | reported | |`,
@@ -106,6 +114,7 @@ export function renderSummary(r: BenchResults): string {
     '| | sidecar | bare Fastify | sidecar / bare |',
     '|---|---|---|---|',
     `| req/s (2xx) | ${num(sc.okPerSecond)} | ${num(bc.okPerSecond)} | **${ratio(sc.okPerSecond, bc.okPerSecond)}** |`,
+    `| req/s with tracing on (batch spans, 1% of request spans, OTLP) | ${num(t.traced.closed.okPerSecond)} (${num(t.otlpExports)} exports) | — | tracing on / off **${num(t.tracingRatio, 2)}×** |`,
     `| errors (connection / timeouts / non-2xx) | ${num(sc.errors)} / ${num(sc.timeouts)} / ${num(sc.non2xx)} | ${num(bc.errors)} / ${num(bc.timeouts)} / ${num(bc.non2xx)} | |`,
     `| mean batch size | ${num(t.sidecar.batching?.meanBatchSize, 1)}${source(t.sidecar.batching)} | — | |`,
     `| closed-loop latency p50 / p99 ms (informational) | ${num(sc.latencyMs.p50, 0)} / ${num(sc.latencyMs.p99, 0)} | ${num(bc.latencyMs.p50, 0)} / ${num(bc.latencyMs.p99, 0)} | |`,

@@ -23,6 +23,7 @@ import { renderChart } from './chart.ts';
 import { killAll, startBare, startDownstream, startSidecarChild, type Child, type Sidecar } from './children.ts';
 import { closedLoop, type ClosedLoopResult } from './closed-loop.ts';
 import * as metrics from './metrics.ts';
+import { startOtlpSink } from './otlp-sink.ts';
 import { OpenLoop, type OpenLoopResult } from './open-loop.ts';
 import { cpuBetween, sampleProcess, type ProcSample } from './proc.ts';
 import { renderSummary } from './report.ts';
@@ -240,26 +241,39 @@ async function prewarm(target: Child): Promise<void> {
 
 // ---------------------------------------------------------------- phase 1
 
-async function throughputSide(kind: 'sidecar' | 'bare', downstream: Child, bodies: Buffer[]): Promise<ThroughputSide> {
-  const target: Child | Sidecar = kind === 'sidecar' ? await startSidecarChild(sidecarEnv(downstream.url)) : await startBare();
+/** Tracing as an operator would run it: every batch span, 1% of request spans, OTLP over HTTP. */
+function tracingEnv(otlpUrl: string): Record<string, string> {
+  return {
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '0.01',
+  };
+}
+
+async function throughputSide(kind: ThroughputSide['kind'], downstream: Child, bodies: Buffer[], otlpUrl = ''): Promise<ThroughputSide> {
+  const target: Child | Sidecar =
+    kind === 'bare' ? await startBare() : await startSidecarChild(sidecarEnv(downstream.url, kind === 'traced' ? tracingEnv(otlpUrl) : {}));
+  const isSidecar = kind !== 'bare';
   try {
     const url = `${target.url}/process`;
     await closedLoop({ url, connections: CONNECTIONS, durationSeconds: TIME.throughputWarmup, bodies });
-    const before = kind === 'sidecar' ? await metrics.scrape(target.url) : null;
+    const before = isSidecar ? await metrics.scrape(target.url) : null;
     let p0: ProcSample | null = null;
     let d0: ProcSample | null = null;
     let c0 = process.cpuUsage();
     const onStart = (): void => {
       p0 = sampleProcess(target.pid);
-      d0 = kind === 'sidecar' ? sampleProcess(downstream.pid) : null;
+      d0 = isSidecar ? sampleProcess(downstream.pid) : null;
       c0 = process.cpuUsage();
     };
     const closed: ClosedLoopResult = await closedLoop({ url, connections: CONNECTIONS, durationSeconds: TIME.throughput, bodies, onStart });
     const seconds = closed.durationSeconds;
     const p1 = sampleProcess(target.pid);
-    const d1 = kind === 'sidecar' ? sampleProcess(downstream.pid) : null;
+    const d1 = isSidecar ? sampleProcess(downstream.pid) : null;
     const bench = benchCpu(c0, seconds);
-    const after = kind === 'sidecar' ? await metrics.scrape(target.url) : null;
+    const after = isSidecar ? await metrics.scrape(target.url) : null;
     const label = `throughput (${kind})`;
     if (closed.errors + closed.non2xx > 0) {
       const codes = Object.entries(closed.statusCodes).filter(([code]) => !code.startsWith('2')).map(([code, n]) => `${n} × HTTP ${code}`);
@@ -268,15 +282,15 @@ async function throughputSide(kind: 'sidecar' | 'bare', downstream: Child, bodie
     return {
       kind,
       closed,
-      batching: kind === 'sidecar' ? batchFigures(before, after, closed.batches, closed.batchedItems) : null,
+      batching: isSidecar ? batchFigures(before, after, closed.batches, closed.batchedItems) : null,
       processes: {
-        [kind]: procFigures(p0, p1, seconds),
-        ...(kind === 'sidecar' ? { downstream: procFigures(d0, d1, seconds) } : {}),
+        [isSidecar ? 'sidecar' : 'bare']: procFigures(p0, p1, seconds),
+        ...(isSidecar ? { downstream: procFigures(d0, d1, seconds) } : {}),
         bench,
       },
     };
   } finally {
-    if (kind === 'sidecar') await stopSidecar(target as Sidecar, `throughput (${kind})`);
+    if (isSidecar) await stopSidecar(target as Sidecar, `throughput (${kind})`);
     else await target.stop();
   }
 }
@@ -513,6 +527,10 @@ async function main(): Promise<void> {
     log(`  sidecar: ${sidecarSide.closed.okPerSecond.toFixed(0)} req/s, mean batch ${fmt(sidecarSide.batching?.meanBatchSize, 1)}`);
     const bareSide = await throughputSide('bare', downstream, bodies.slice(0, 16));
     log(`  bare:    ${bareSide.closed.okPerSecond.toFixed(0)} req/s`);
+    const sink = await startOtlpSink();
+    const tracedSide = await throughputSide('traced', downstream, bodies.slice(0, 16), sink.url).finally(() => sink.close());
+    log(`  sidecar with tracing on: ${tracedSide.closed.okPerSecond.toFixed(0)} req/s (${sink.exports()} OTLP exports)`);
+    const tracingRatio = sidecarSide.closed.okPerSecond > 0 ? tracedSide.closed.okPerSecond / sidecarSide.closed.okPerSecond : null;
     const max = sidecarSide.closed.okPerSecond > 0 ? sidecarSide.closed.okPerSecond : 1000;
     const ratio = bareSide.closed.okPerSecond > 0 ? sidecarSide.closed.okPerSecond / bareSide.closed.okPerSecond : null;
 
@@ -553,7 +571,18 @@ async function main(): Promise<void> {
         durationsSeconds: TIME,
         downstreamPeakRssBytes: downstreamFinal?.hwmBytes ?? null,
       },
-      throughput: { sidecar: sidecarSide, bare: bareSide, ratio, target: 0.8, pass: ratio === null ? null : ratio >= 0.8 },
+      throughput: {
+        sidecar: sidecarSide,
+        bare: bareSide,
+        ratio,
+        target: 0.8,
+        pass: ratio === null ? null : ratio >= 0.8,
+        traced: tracedSide,
+        tracingRatio,
+        tracingTarget: 0.9,
+        tracingPass: tracingRatio === null ? null : tracingRatio >= 0.9,
+        otlpExports: sink.exports(),
+      },
       latency,
       efficiency,
       memory,

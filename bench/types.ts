@@ -44,7 +44,7 @@ export interface OverheadFigures {
 }
 
 export interface ThroughputSide {
-  readonly kind: 'sidecar' | 'bare';
+  readonly kind: 'sidecar' | 'traced' | 'bare';
   readonly closed: ClosedLoopResult;
   readonly batching: BatchFigures | null;
   readonly processes: Record<string, ProcFigures>;
@@ -133,6 +133,12 @@ export interface BenchResults {
     readonly ratio: number | null;
     readonly target: number;
     readonly pass: boolean | null;
+    /** The sidecar with tracing on: every batch span, 1% of request spans, exported over OTLP. */
+    readonly traced: ThroughputSide;
+    readonly tracingRatio: number | null;
+    readonly tracingTarget: number;
+    readonly tracingPass: boolean | null;
+    readonly otlpExports: number;
   };
   readonly latency: LatencyFigures;
   readonly efficiency: EfficiencyStep[];

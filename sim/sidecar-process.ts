@@ -7,6 +7,12 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
+/** Sidecars started here and still running: killed if this process exits first. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
@@ -51,6 +57,8 @@ export async function startSidecar(env: Record<string, string>, command: readonl
     // which passes on exactly one signal (a second would mean "exit at once").
     detached: true,
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -69,7 +77,13 @@ export async function startSidecar(env: Record<string, string>, command: readonl
     void exited.then((exit) => reject(new Error(`sidecar exited before ready: ${JSON.stringify(exit)} ${stderr}`)));
     setTimeout(() => reject(new Error(`sidecar not ready after 20 s: ${stderr}`)), 20_000).unref();
   });
-  const port = await ready;
+  let port: number;
+  try {
+    port = await ready;
+  } catch (error) {
+    child.kill('SIGKILL'); // its own process group would outlive us otherwise
+    throw error;
+  }
   return {
     child,
     url: `http://127.0.0.1:${port}`,

@@ -9,7 +9,7 @@
  * always recorded and exported: they are few (one per downstream call) and they
  * are what an operator looks at (ADR 0007).
  */
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import type { NodeSDK } from '@opentelemetry/sdk-node';
 import {
   AlwaysOffSampler,
@@ -20,7 +20,7 @@ import {
   type Sampler,
   type SamplingResult,
 } from '@opentelemetry/sdk-trace';
-import type { Attributes, Context, SpanKind as SpanKindType } from '@opentelemetry/api';
+import type { Attributes, Context, ContextManager, SpanKind as SpanKindType } from '@opentelemetry/api';
 import type { Batch, BatchOutcome } from '../actors/batch.ts';
 
 export const BATCH_SPAN = 'batch.dispatch';
@@ -79,6 +79,35 @@ export class BatchSpansSampled implements Sampler {
   }
 }
 
+/**
+ * A context manager that tracks nothing: every parent here is explicit (the
+ * caller's traceparent, or a new root for a batch), so no "active span" is ever
+ * read, and the SDK's default (AsyncLocalStorage) would tax every promise and
+ * callback in the process for nothing.
+ */
+class ExplicitParentsOnly implements ContextManager {
+  active(): Context {
+    return ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
+    _context: Context,
+    fn: F,
+    thisArg?: ThisParameterType<F>,
+    ...args: A
+  ): ReturnType<F> {
+    return fn.call(thisArg, ...args);
+  }
+  bind<T>(_context: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    return this;
+  }
+}
+
 /** Tracing while it is on: the tracer, and the SDK to flush at shutdown. */
 export class Tracing {
   readonly tracer: Tracer;
@@ -99,6 +128,11 @@ export class Tracing {
     const { NodeSDK } = await import('@opentelemetry/sdk-node');
     const sdk = new NodeSDK({
       sampler: new BatchSpansSampled(samplerFromEnv(env)),
+      // No context manager: every parent is passed explicitly (the caller's
+      // traceparent, or a new root for batches), so nothing needs an "active"
+      // span, and an AsyncLocalStorage would tax every promise and callback in
+      // the process.
+      contextManager: new ExplicitParentsOnly(),
       instrumentations: [],
       metricReaders: [],
       logRecordProcessors: [],
@@ -109,7 +143,8 @@ export class Tracing {
 
   /** Starts a request span as a child of the caller's `traceparent`, if any. */
   startRequestSpan(headers: Readonly<Record<string, unknown>>): Span {
-    const parent = propagation.extract(context.active(), headers);
+    // Most callers send no trace context: skip the propagator for them.
+    const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, headers);
     return this.tracer.startSpan(REQUEST_SPAN, { kind: SpanKind.SERVER }, parent);
   }
 
@@ -133,7 +168,7 @@ export class Tracing {
       },
     });
     const headers: Record<string, string> = {};
-    propagation.inject(trace.setSpan(context.active(), span), headers);
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
     return { span, headers };
   }
 
