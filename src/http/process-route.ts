@@ -50,8 +50,8 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
     if (key !== undefined && isKeyTooLong(key)) throw new SidecarErrors.SIDECAR_ERR_KEY_TOO_LONG(MAX_KEY_BYTES);
     const now = performance.now();
     const item = new Item(request.rawBody, now, now + timeoutMs(request), reply);
-    const span = request.requestSpan;
-    if (span !== null && span.isRecording()) item.traceLink = span.spanContext();
+    const span = request.requestSpan; // set only when sampled (request-spans.ts)
+    if (span !== null) item.traceLink = span.spanContext();
     const shard = batcher.route(key);
     const refusal = batcher.submit(shard, item);
     if (refusal !== null) {

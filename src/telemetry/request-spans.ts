@@ -22,16 +22,21 @@ export function registerRequestSpans(app: FastifyInstance, tracing: Tracing | nu
   app.decorateRequest('requestSpan', null);
   if (tracing === null) return;
   app.addHook('onRequest', (request, _reply, done) => {
-    if (request.routeOptions.url === '/process') request.requestSpan = tracing.startRequestSpan(request.headers);
+    if (request.routeOptions.url === '/process') {
+      const span = tracing.startRequestSpan(request.headers);
+      // Only a sampled span is kept until the answer. An unsampled one records
+      // nothing and is dropped at once: held on the request it would live as
+      // long as the request (a batch window plus a downstream call) and be
+      // promoted to the old generation with it, for nothing.
+      if (span.isRecording()) request.requestSpan = span;
+    }
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
     const span = request.requestSpan;
     if (span !== null) {
-      if (span.isRecording()) {
-        span.setAttribute('http.response.status_code', reply.statusCode);
-        if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-      }
+      span.setAttribute('http.response.status_code', reply.statusCode);
+      if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
       span.end();
     }
     done();
