@@ -94,8 +94,6 @@ export const SidecarErrors = {
   SIDECAR_ERR_INTERNAL: createError('SIDECAR_ERR_INTERNAL', 'Batch handling failed: %s', 500),
 } as const;
 
-export type SidecarErrorCode = keyof typeof SidecarErrors;
-
 /** What every settled-with-failure item carries: a code and an HTTP status. */
 export interface SidecarError extends Error {
   readonly code: string;

@@ -38,7 +38,7 @@
  * an action that throws fails the shard, whose supervisor answers its callers
  * and restarts it.
  */
-import { setup, type ActorRefFrom } from 'xstate';
+import { setup } from 'xstate';
 import type { Downstream } from '../downstream/client.ts';
 import type { BatchObserver } from './batch.ts';
 import { dispatchBatch } from './dispatch-batch.ts';
@@ -134,5 +134,3 @@ export const shardMachine = setup({
   },
   output: ({ context }) => ({ index: context.queue.index }),
 });
-
-export type ShardActor = ActorRefFrom<typeof shardMachine>;
