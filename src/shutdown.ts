@@ -66,7 +66,13 @@ async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<n
   const closed = app.close();
   const drained = batcher.drain();
 
-  const outcome = await Promise.race([drained.then(() => 'drained' as const), sleep(config.shutdownTimeoutMs, 'timeout' as const)]);
+  const timeoutTimer = new AbortController();
+  const outcome = await Promise.race([
+    drained.then(() => 'drained' as const),
+    // Cancelled once the drain wins, so no 25 s timer outlives it.
+    sleep(config.shutdownTimeoutMs, 'timeout' as const, { signal: timeoutTimer.signal }).catch(() => 'cancelled' as const),
+  ]);
+  timeoutTimer.abort();
 
   let code = 0;
   if (outcome === 'timeout') {
@@ -84,7 +90,8 @@ async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<n
   await Promise.race([closed, sleep(FINAL_WRITE_GRACE_MS, undefined)]);
   app.server.closeAllConnections();
   batcher.stop();
-  await (code === 0 ? downstream.close() : downstream.destroy());
+  // close() waits for calls in flight (none by now, normally); never for long.
+  await Promise.race([code === 0 ? downstream.close() : downstream.destroy(), sleep(FINAL_WRITE_GRACE_MS)]);
   lifecycle.phase = 'stopped';
   if (parts.flush !== undefined) {
     await Promise.race([parts.flush(), sleep(FLUSH_TIMEOUT_MS, undefined)]).catch((error: unknown) =>

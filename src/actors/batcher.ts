@@ -17,7 +17,7 @@ import type { Config } from '../config.ts';
 import type { Downstream } from '../downstream/client.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
-import { shardForKey } from './routing.ts';
+import { shardForBytes } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
 
@@ -103,9 +103,9 @@ export class Batcher {
     return this;
   }
 
-  /** The shard for a key (murmurhash3 mod N); items without a key are spread round-robin. */
-  route(key: string | undefined): number {
-    if (key !== undefined) return shardForKey(key, this.shardCount);
+  /** The shard for a key's bytes (murmurhash3 mod N); items without a key are spread round-robin. */
+  route(key: Uint8Array | undefined): number {
+    if (key !== undefined) return shardForBytes(key, this.shardCount);
     const shard = this.nextUnkeyed;
     this.nextUnkeyed = shard + 1 === this.shardCount ? 0 : shard + 1;
     return shard;

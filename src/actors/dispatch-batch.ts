@@ -1,10 +1,10 @@
 /**
  * What one in-flight batch does, start to end: send its body downstream, then
  * settle every item — result i to the caller of item i when the answer passed
- * every check, the batch's error to all of them otherwise. It runs as a child
- * actor of its shard (shard.machine.ts spawns one per batch) and resolves with
- * an outcome once every item is settled; it never rejects, so a failure in here
- * cannot take the shard down.
+ * every check, the batch's error to all of them otherwise. The shard starts one
+ * per batch as a plain promise (ADR 0010) that resolves with an outcome once
+ * every item is settled; it never rejects, so a failure in here cannot take the
+ * shard down.
  */
 import { SidecarErrors } from '../errors.ts';
 import type { Downstream } from '../downstream/client.ts';
@@ -38,7 +38,6 @@ async function sendAndSettle(
   let status = 0;
   try {
     const headers = observer.dispatching(batch);
-    const started = performance.now();
     const answer = await downstream.send({
       batchId: batch.id,
       shard: batch.shard,
@@ -48,7 +47,7 @@ async function sendAndSettle(
       signal: (batch.abort as AbortController).signal,
       headers,
     });
-    batch.downstreamMs = performance.now() - started;
+    batch.downstreamMs = answer.durationMs;
     batch.answered = true;
     status = answer.status;
     if (answer.ok) {

@@ -159,7 +159,7 @@ export class ShardQueue {
 
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
-    if (!this.inflight.delete(batchId)) return; // already dropped by rejectAll
+    this.inflight.delete(batchId);
     if (this.ready.length > 0 || this.draining) this.target?.send(DONE);
   }
 
@@ -177,7 +177,9 @@ export class ShardQueue {
 
   /**
    * Settles every item the shard holds with `error`, aborts its calls in flight
-   * and empties the queue (shutdown timeout, or the shard actor failed).
+   * and empties the queue (shutdown timeout, or the shard actor failed). The
+   * aborted calls stay counted in flight until they end (finish), so a
+   * restarted shard never has more than MAX_INFLIGHT_BATCHES calls open.
    */
   rejectAll(error: SidecarError): number {
     let count = 0;
@@ -190,7 +192,6 @@ export class ShardQueue {
     }
     this.open = null;
     while (this.ready.shift() !== undefined);
-    this.inflight.clear();
     return count;
   }
 

@@ -30,9 +30,17 @@ export interface DownstreamRequest {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
-export type DownstreamAnswer =
+export type DownstreamAnswer = (
   | { readonly ok: true; readonly status: number; readonly results: unknown[] }
-  | { readonly ok: false; readonly status: number; readonly error: SidecarError };
+  | { readonly ok: false; readonly status: number; readonly error: SidecarError }
+) & {
+  /**
+   * Time spent in downstream calls: from each attempt's request until its
+   * answer was read (parsing and backoff excluded), added up over attempts.
+   * What sidecar_overhead_seconds subtracts.
+   */
+  durationMs: number;
+};
 
 export interface Downstream {
   send(request: DownstreamRequest): Promise<DownstreamAnswer>;
@@ -71,13 +79,17 @@ export class DownstreamClient implements Downstream {
 
   async send(request: DownstreamRequest): Promise<DownstreamAnswer> {
     let answer = await this.attempt(request);
+    let durationMs = answer.durationMs;
     for (let retry = 1; retry <= this.retries && !answer.ok && isRetryable(answer); retry++) {
       const backoff = Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (retry - 1));
       if (performance.now() + backoff >= request.deadline || request.signal.aborted) break;
-      await sleep(backoff, undefined, { ref: false });
-      if (request.signal.aborted) break;
+      // The wait ends early when no item waits any more (all expired).
+      const waited = await sleep(backoff, true, { ref: false, signal: request.signal }).catch(() => false);
+      if (!waited) break;
       answer = await this.attempt(request);
+      durationMs += answer.durationMs;
     }
+    answer.durationMs = durationMs;
     return answer;
   }
 
@@ -102,6 +114,7 @@ export class DownstreamClient implements Downstream {
     }, this.timeoutMs);
     request.signal.addEventListener('abort', abort);
     const signal = controller.signal;
+    const started = performance.now();
     let status = 0;
     try {
       const response = await this.pool.request({
@@ -119,21 +132,23 @@ export class DownstreamClient implements Downstream {
       status = response.statusCode;
       if (status < 200 || status > 299) {
         await response.body.dump();
-        return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_STATUS(status) };
+        return failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_STATUS(status), started);
       }
       const text = await response.body.text();
-      return parseResults(text, request.count, status);
+      return parseResults(text, request.count, status, performance.now() - started);
     } catch (error) {
-      if (timedOut) {
-        return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_TIMEOUT(this.timeoutMs) };
-      }
+      if (timedOut) return failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_TIMEOUT(this.timeoutMs), started);
       const reason = error instanceof Error ? ((error as NodeJS.ErrnoException).code ?? error.message) : String(error);
-      return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_UNREACHABLE(reason) };
+      return failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_UNREACHABLE(reason), started);
     } finally {
       clearTimeout(timer);
       request.signal.removeEventListener('abort', abort);
     }
   }
+}
+
+function failed(status: number, error: SidecarError, started: number): DownstreamAnswer {
+  return { ok: false, status, error, durationMs: performance.now() - started };
 }
 
 function isRetryable(answer: DownstreamAnswer & { ok: false }): boolean {
@@ -143,19 +158,20 @@ function isRetryable(answer: DownstreamAnswer & { ok: false }): boolean {
 }
 
 /** Checks the whole answer before any caller sees a result. */
-export function parseResults(text: string, count: number, status: number): DownstreamAnswer {
+export function parseResults(text: string, count: number, status: number, durationMs: number): DownstreamAnswer {
+  const bad = (reason: string): DownstreamAnswer => ({
+    ok: false,
+    status,
+    error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_BAD_BODY(reason),
+    durationMs,
+  });
   let results: unknown;
   try {
     results = JSON.parse(text);
   } catch {
-    return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_BAD_BODY('body is not JSON') };
+    return bad('body is not JSON');
   }
-  if (!Array.isArray(results)) {
-    return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_BAD_BODY('body is not an array') };
-  }
-  if (results.length !== count) {
-    const reason = `${results.length} results for ${count} items`;
-    return { ok: false, status, error: new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_BAD_BODY(reason) };
-  }
-  return { ok: true, status, results };
+  if (!Array.isArray(results)) return bad('body is not an array');
+  if (results.length !== count) return bad(`${results.length} results for ${count} items`);
+  return { ok: true, status, results, durationMs };
 }

@@ -9,7 +9,7 @@
 import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Item } from '../actors/batch.ts';
 import type { Batcher } from '../actors/batcher.ts';
-import { isKeyTooLong, MAX_KEY_BYTES } from '../actors/routing.ts';
+import { keyBytes, MAX_KEY_BYTES } from '../actors/routing.ts';
 import type { Config } from '../config.ts';
 import { SidecarErrors } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
@@ -23,14 +23,15 @@ export interface ProcessRouteOptions {
 export function registerProcessRoute(app: FastifyInstance, { config, batcher, lifecycle }: ProcessRouteOptions): void {
   const { shardKeyField, requestTimeoutMs } = config;
 
-  function shardKey(request: FastifyRequest): string | undefined {
+  /** The shard key's bytes: the x-shard-key header, else the body's SHARD_KEY_FIELD (string or number). */
+  function shardKey(request: FastifyRequest): Buffer | undefined {
     const header = request.headers['x-shard-key'];
-    if (typeof header === 'string') return header;
+    if (typeof header === 'string') return keyBytes(header, 'header');
     const body = request.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
     const field = (body as Record<string, unknown>)[shardKeyField];
-    if (typeof field === 'string') return field;
-    if (typeof field === 'number') return String(field);
+    if (typeof field === 'string') return keyBytes(field, 'body');
+    if (typeof field === 'number') return keyBytes(String(field), 'body');
     return undefined;
   }
 
@@ -47,7 +48,7 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
     // A POST without a body and without a content-type skips body parsing.
     if (request.rawBody === null) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('none');
     const key = shardKey(request);
-    if (key !== undefined && isKeyTooLong(key)) throw new SidecarErrors.SIDECAR_ERR_KEY_TOO_LONG(MAX_KEY_BYTES);
+    if (key !== undefined && key.length > MAX_KEY_BYTES) throw new SidecarErrors.SIDECAR_ERR_KEY_TOO_LONG(MAX_KEY_BYTES);
     const now = performance.now();
     const item = new Item(request.rawBody, now, now + timeoutMs(request), reply);
     const span = request.requestSpan; // set only when sampled (request-spans.ts)

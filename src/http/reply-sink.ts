@@ -21,10 +21,14 @@ function answerFailed(reply: FastifyReply, error: unknown): void {
 }
 
 export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSink {
-  /** Time in the sidecar minus the downstream call, for items whose batch's call ended. */
-  function observeOverhead(item: Item, batch: Batch | null): void {
+  /**
+   * Time in the sidecar minus the downstream call, for items whose batch's call
+   * ended: from Fastify's start of the request (before its body was read and
+   * parsed) to now, less the time the call spent in the downstream.
+   */
+  function observeOverhead(reply: FastifyReply, batch: Batch | null): void {
     if (batch === null || batch.downstreamMs === 0) return;
-    metrics.overheadSeconds((performance.now() - item.acceptedAt - batch.downstreamMs) / 1000);
+    metrics.overheadSeconds((reply.elapsedTime - batch.downstreamMs) / 1000);
   }
 
   const sink: ItemSink = {
@@ -38,7 +42,7 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSin
         sink.reject(item, new SidecarErrors.SIDECAR_ERR_INTERNAL(`result cannot be serialised: ${String(error)}`), batch);
         return;
       }
-      observeOverhead(item, batch);
+      observeOverhead(reply, batch);
       metrics.request('ok');
       try {
         reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
@@ -50,7 +54,7 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics): ItemSin
     },
     reject(item: Item, error: SidecarError, batch: Batch | null): void {
       const reply = item.owner as FastifyReply;
-      observeOverhead(item, batch);
+      observeOverhead(reply, batch);
       try {
         if (batch !== null) reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
         reply.send(error);

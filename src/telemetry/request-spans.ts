@@ -32,6 +32,17 @@ export function registerRequestSpans(app: FastifyInstance, tracing: Tracing | nu
     }
     done();
   });
+  // A caller that disconnects before its answer gets no onResponse: end its
+  // sampled span here, or it would never be exported.
+  app.addHook('onRequestAbort', (request, done) => {
+    const span = request.requestSpan;
+    if (span !== null) {
+      span.setAttribute('http.request.aborted', true);
+      span.end();
+      request.requestSpan = null;
+    }
+    done();
+  });
   app.addHook('onResponse', (request, reply, done) => {
     const span = request.requestSpan;
     if (span !== null) {

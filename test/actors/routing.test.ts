@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isKeyTooLong, shardForKey } from '../../src/actors/routing.ts';
+import { keyBytes, MAX_KEY_BYTES, shardForBytes, shardForKey } from '../../src/actors/routing.ts';
 
 describe('routing', () => {
   it('maps a key to murmurhash3 x86 32-bit of its UTF-8 bytes, seed 0, mod SHARD_COUNT', () => {
@@ -26,12 +26,12 @@ describe('routing', () => {
     for (const count of counts) expect(count).toBeGreaterThan(700);
   });
 
-  it('measures key length in UTF-8 bytes against the 256-byte limit', () => {
-    expect(isKeyTooLong('a'.repeat(256))).toBe(false);
-    expect(isKeyTooLong('a'.repeat(257))).toBe(true);
-    expect(isKeyTooLong('é'.repeat(128))).toBe(false); // 256 bytes
-    expect(isKeyTooLong('é'.repeat(129))).toBe(true); // 258 bytes, 129 characters
-    expect(isKeyTooLong('🔑'.repeat(64))).toBe(false); // 256 bytes
-    expect(isKeyTooLong('🔑'.repeat(65))).toBe(true);
+  it('takes a body key as UTF-8 and a header key as the bytes sent on the wire', () => {
+    expect(keyBytes('é'.repeat(128), 'body')).toHaveLength(MAX_KEY_BYTES);
+    expect(keyBytes('🔑'.repeat(65), 'body').length).toBeGreaterThan(MAX_KEY_BYTES);
+    // Node reads header bytes as latin1: "é" sent as UTF-8 (C3 A9) arrives as "Ã©".
+    const onTheWire = Buffer.from('é', 'utf8').toString('latin1');
+    expect(keyBytes(onTheWire, 'header')).toEqual(Buffer.from('é', 'utf8'));
+    expect(shardForBytes(keyBytes(onTheWire, 'header'), 7)).toBe(shardForKey('é', 7));
   });
 });

@@ -130,3 +130,30 @@ describe('batching', () => {
     expect(downstream.items).toBe(5);
   });
 });
+
+describe('x-shard-key with non-ASCII bytes', () => {
+  it('hashes the header bytes as sent (UTF-8), not Node\'s latin1 reading of them, and measures them against 256 bytes', async () => {
+    const { connect } = await import('node:net');
+    const { sidecar } = await start({ SHARD_COUNT: '7', BATCH_MAX_WAIT_MS: '1' });
+    const { hostname, port } = new URL(sidecar.url);
+    const send = (key: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(port), hostname);
+        let response = '';
+        socket.on('data', (chunk) => (response += chunk.toString('latin1')));
+        socket.on('close', () => resolve(response));
+        const head = Buffer.concat([
+          Buffer.from('POST /process HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\nx-shard-key: '),
+          Buffer.from(key, 'utf8'),
+          Buffer.from('\r\n\r\n{}'),
+        ]);
+        socket.write(head);
+      });
+    for (const key of ['é', 'é'.repeat(100), 'ключ', '🔑']) {
+      const response = await send(key);
+      expect(response).toMatch(/^HTTP\/1\.1 200/);
+      expect(/x-shard: (\d+)/.exec(response)?.[1]).toBe(String(shardForKey(key, 7)));
+    }
+    expect(await send('é'.repeat(129))).toMatch(/^HTTP\/1\.1 400/); // 258 bytes
+  });
+});

@@ -137,9 +137,9 @@ describe('bad input', () => {
     ['a non-JSON content-type', 'id=1', { 'content-type': 'text/plain' }, 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE'],
     ['a body over MAX_BODY_BYTES', JSON.stringify({ pad: 'x'.repeat(2000) }), {}, 413, 'FST_ERR_CTP_BODY_TOO_LARGE'],
     ['a key over 256 bytes', JSON.stringify({ key: 'k'.repeat(257) }), {}, 400, 'SIDECAR_ERR_KEY_TOO_LONG'],
-    ['a header key over 256 bytes', '{}', { 'x-shard-key': 'é'.repeat(129) }, 400, 'SIDECAR_ERR_KEY_TOO_LONG'],
+    ['a header key over 256 bytes', '{}', { 'x-shard-key': 'h'.repeat(257) }, 400, 'SIDECAR_ERR_KEY_TOO_LONG'],
     ['a bad x-timeout-ms', '{}', { 'x-timeout-ms': 'soon' }, 400, 'SIDECAR_ERR_INVALID_TIMEOUT'],
-  ])('refuses %s with %i and leaves the service healthy', async (_name, body, headers, status, code) => {
+  ])('refuses %s with the right status and code, and leaves the service healthy', async (_name, body, headers, status, code) => {
     const concurrent = post(sidecar.url, { id: 'neighbour' });
     const answer = await post(sidecar.url, body, headers as Record<string, string>, true);
     expect(answer.status).toBe(status);

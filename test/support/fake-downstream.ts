@@ -1,10 +1,16 @@
 /** An in-memory Downstream for actor unit tests: each call waits until the test answers it. */
 import type { Downstream, DownstreamAnswer, DownstreamRequest } from '../../src/downstream/client.ts';
+import type { SidecarError } from '../../src/errors.ts';
+
+/** An answer as a test gives it; the fake adds the call's duration. */
+export type FakeAnswer =
+  | { ok: true; status: number; results: unknown[] }
+  | { ok: false; status: number; error: SidecarError };
 
 export interface PendingCall {
   readonly request: DownstreamRequest;
   readonly items: unknown[];
-  answer(answer: DownstreamAnswer): void;
+  answer(answer: FakeAnswer): void;
   /** Answers with one result per item: `{ echo: item }`. */
   echo(): void;
 }
@@ -20,11 +26,11 @@ export class FakeDownstream implements Downstream {
     return new Promise((resolve) => {
       const items = JSON.parse(request.body.toString()) as unknown[];
       let answered = false;
-      const answer = (value: DownstreamAnswer) => {
+      const answer = (value: FakeAnswer) => {
         if (answered) return;
         answered = true;
         this.inflight--;
-        resolve(value);
+        resolve({ ...value, durationMs: 1 } as DownstreamAnswer);
       };
       request.signal.addEventListener('abort', () => answer({ ok: false, status: 0, error: Object.assign(new Error('aborted'), { code: 'ABORTED', statusCode: 502 }) }));
       this.calls.push({
