@@ -13,7 +13,7 @@ import { registerErrorHandler } from './error-handler.ts';
 import { registerJsonBody } from './json-body.ts';
 import { registerMetricsRoute } from './metrics-route.ts';
 import { registerProbes } from './probes.ts';
-import { registerProcessRoute } from './process-route.ts';
+import { PROCESS_URL, registerProcessRoute } from './process-route.ts';
 
 export interface AppOptions {
   readonly config: Config;
@@ -45,7 +45,7 @@ export function buildApp({ config, batcher, lifecycle, telemetry, log }: AppOpti
   });
   registerErrorHandler(app, lifecycle, telemetry.metrics);
   registerJsonBody(app);
-  registerRequestSpans(app, telemetry.tracing);
+  registerRequestSpans(app, telemetry.tracing, PROCESS_URL);
   registerProbes(app, lifecycle);
   registerMetricsRoute(app, telemetry.metrics);
   registerProcessRoute(app, { config, batcher, lifecycle });

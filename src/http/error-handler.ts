@@ -8,6 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { Lifecycle } from '../lifecycle.ts';
 import { outcomeOf, type Metrics } from '../telemetry/metrics.ts';
+import { PROCESS_URL } from './process-route.ts';
 
 /** Seconds a shed caller should wait: a batch window is milliseconds, so one second is plenty. */
 const RETRY_AFTER_SECONDS = '1';
@@ -16,7 +17,7 @@ export function registerErrorHandler(app: FastifyInstance, lifecycle: Lifecycle,
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     const code = error.code ?? 'SIDECAR_ERR_INTERNAL';
-    if (request.routeOptions.url === '/process') metrics.request(outcomeOf(code, statusCode));
+    if (request.routeOptions.url === PROCESS_URL) metrics.request(outcomeOf(code, statusCode));
     if (code === 'SIDECAR_ERR_QUEUE_FULL') reply.header('retry-after', RETRY_AFTER_SECONDS);
     if (code === 'SIDECAR_ERR_DRAINING' || lifecycle.isClosing) reply.header('connection', 'close');
     if (statusCode === 500) request.log.error({ err: error }, 'request failed');

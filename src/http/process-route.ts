@@ -14,6 +14,9 @@ import type { Config } from '../config.ts';
 import { SidecarErrors } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 
+/** The one route that takes work. */
+export const PROCESS_URL = '/process';
+
 export interface ProcessRouteOptions {
   readonly config: Pick<Config, 'shardKeyField' | 'requestTimeoutMs'>;
   readonly batcher: Batcher;
@@ -43,7 +46,7 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
     return ms < requestTimeoutMs ? ms : requestTimeoutMs;
   }
 
-  app.post('/process', (request: FastifyRequest, reply: FastifyReply): void => {
+  app.post(PROCESS_URL, (request: FastifyRequest, reply: FastifyReply): void => {
     if (!lifecycle.acceptsWork) throw new SidecarErrors.SIDECAR_ERR_DRAINING();
     // A POST without a body and without a content-type skips body parsing.
     if (request.rawBody === null) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('none');

@@ -4,6 +4,8 @@
  * the sampled request spans, the batch's `traceparent` on the downstream call,
  * and spans flushed before the process exits.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
@@ -98,6 +100,46 @@ describe('tracing', () => {
       expect(span.attributes['error.type']).toBe('SIDECAR_ERR_DOWNSTREAM_STATUS');
       expect(span.status.code).toBe(2); // ERROR
     }
+  });
+
+  it('ends each request span with its answer: the status, a refusal before the handler, a caller gone first', async () => {
+    const { receiver, downstream, sidecar } = await start({ OTEL_TRACES_SAMPLER: 'always_on' });
+    expect((await post(sidecar.url, { id: 1 })).status).toBe(200);
+    expect((await post(sidecar.url, '{"id":', {}, true)).status).toBe(400);
+    downstream.set({ latencyMs: 1_000 });
+    const gone = new AbortController();
+    const abandoned = request(`${sidecar.url}/process`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 3 }),
+      signal: gone.signal,
+    }).catch((error: unknown) => error);
+    await sleep(200); // accepted and batched, its downstream call under way
+    gone.abort();
+    await abandoned;
+    expect((await sidecar.stop()).code).toBe(0);
+
+    const spans = receiver.named('POST /process');
+    expect(spans).toHaveLength(3);
+    const statuses = spans.map((span) => span.attributes['http.response.status_code']);
+    expect(statuses.filter((status) => status !== undefined).sort()).toEqual([200, 400]);
+    expect(spans.filter((span) => span.attributes['http.request.aborted'] === true)).toHaveLength(1);
+  });
+
+  it('follows the caller: a sampled traceparent gets a request span at ratio 0, an unsampled or absent one none', async () => {
+    const { receiver, sidecar } = await start({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' });
+    const caller = (flags: string) => ({ traceparent: `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-${flags}` });
+    const answers = await Promise.all([
+      post(sidecar.url, { id: 1 }, caller('01')),
+      post(sidecar.url, { id: 2 }, caller('00')),
+      post(sidecar.url, { id: 3 }),
+      post(sidecar.url, { id: 4 }, { traceparent: 'not a traceparent' }),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
+    expect((await sidecar.stop()).code).toBe(0);
+    const spans = receiver.named('POST /process');
+    expect(spans).toHaveLength(1);
+    expect(spans[0].parentSpanId).toBe('00f067aa0ba902b7');
   });
 
   it('is off without an exporter: no traceparent goes downstream', async () => {
