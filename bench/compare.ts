@@ -9,7 +9,9 @@
  *   node bench/compare.ts <git-ref> [rate=3000] [rounds=3] [seconds=6]
  *
  * TRACING=1 runs both with tracing on (batch spans, 1% of request spans,
- * exported to a local OTLP sink).
+ * exported to a local OTLP sink). TRACING=ab compares the working tree with
+ * itself, tracing off (baseline) against tracing on (candidate); the ref is
+ * then ignored.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -79,12 +81,15 @@ async function measure(main: string, downstreamUrl: string, extraEnv: Record<str
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-const worktree = mkdtempSync(join(tmpdir(), 'sidecar-baseline-'));
-execFileSync('git', ['worktree', 'add', '--detach', '--force', worktree, ref], { cwd: ROOT, stdio: 'ignore' });
-symlinkSync(join(ROOT, 'node_modules'), join(worktree, 'node_modules'));
+const TRACING_AB = process.env.TRACING === 'ab';
+const worktree = TRACING_AB ? null : mkdtempSync(join(tmpdir(), 'sidecar-baseline-'));
+if (worktree !== null) {
+  execFileSync('git', ['worktree', 'add', '--detach', '--force', worktree, ref], { cwd: ROOT, stdio: 'ignore' });
+  symlinkSync(join(ROOT, 'node_modules'), join(worktree, 'node_modules'));
+}
 const downstream = await startDownstream(50);
-const sink = process.env.TRACING === '1' ? await startOtlpSink() : null;
-const extraEnv: Record<string, string> =
+const sink = process.env.TRACING === '1' || TRACING_AB ? await startOtlpSink() : null;
+const tracingEnv: Record<string, string> =
   sink === null
     ? {}
     : {
@@ -94,13 +99,16 @@ const extraEnv: Record<string, string> =
         OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
         OTEL_TRACES_SAMPLER_ARG: '0.01',
       };
-const variants = { baseline: join(worktree, 'src/main.ts'), candidate: join(ROOT, 'src/main.ts') };
+const variants = {
+  baseline: { main: join(worktree ?? ROOT, 'src/main.ts'), env: TRACING_AB ? {} : tracingEnv },
+  candidate: { main: join(ROOT, 'src/main.ts'), env: tracingEnv },
+};
 const runs: Record<keyof typeof variants, Figures[]> = { baseline: [], candidate: [] };
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? (['baseline', 'candidate'] as const) : (['candidate', 'baseline'] as const);
     for (const name of order) {
-      const figures = await measure(variants[name], `${downstream.url}/batch`, extraEnv);
+      const figures = await measure(variants[name].main, `${downstream.url}/batch`, variants[name].env);
       runs[name].push(figures);
       console.log(`round ${round + 1} ${name.padEnd(9)} cpu ${figures.cpuUsPerRequest.toFixed(1)} µs/req, overhead p50 ${figures.overheadP50.toFixed(2)} p99 ${figures.overheadP99.toFixed(2)} ms, e2e p99 ${figures.e2eP99.toFixed(1)} ms, ok ${figures.ok}, failed ${figures.failed}`);
     }
@@ -109,8 +117,10 @@ try {
   await downstream.stop();
   await sink?.close();
   killAll();
-  execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: ROOT, stdio: 'ignore' });
-  rmSync(worktree, { recursive: true, force: true });
+  if (worktree !== null) {
+    execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: ROOT, stdio: 'ignore' });
+    rmSync(worktree, { recursive: true, force: true });
+  }
 }
 
 const summary = (key: keyof Figures) => {
@@ -118,5 +128,5 @@ const summary = (key: keyof Figures) => {
   const after = median(runs.candidate.map((figures) => figures[key]));
   return `${key}: baseline ${before.toFixed(2)}, candidate ${after.toFixed(2)}, candidate/baseline ${(after / before).toFixed(2)}`;
 };
-console.log(`\n${ref} vs working tree at ${RATE} req/s open loop, ${ROUNDS} rounds of ${SECONDS} s, medians:`);
+console.log(`\n${TRACING_AB ? 'tracing off vs on' : `${ref} vs working tree`} at ${RATE} req/s open loop, ${ROUNDS} rounds of ${SECONDS} s, medians:`);
 for (const key of ['cpuUsPerRequest', 'overheadP50', 'overheadP99', 'e2eP99'] as const) console.log(`  ${summary(key)}`);

@@ -111,10 +111,14 @@ export function renderSummary(r: BenchResults): string {
   push(
     `## 1. Throughput (closed loop, autocannon, ${r.meta.closedLoopConnections} connections, ${num(sc.durationSeconds)} s each)`,
     '',
+    `The sidecar ran ${t.tracingRounds.length} rounds of tracing off and on, alternating which went first; its column is the ` +
+      'median tracing-off run, and tracing on / off is the ratio of the two medians.',
+    '',
     '| | sidecar | bare Fastify | sidecar / bare |',
     '|---|---|---|---|',
     `| req/s (2xx) | ${num(sc.okPerSecond)} | ${num(bc.okPerSecond)} | **${ratio(sc.okPerSecond, bc.okPerSecond)}** |`,
     `| req/s with tracing on (batch spans, 1% of request spans, OTLP) | ${num(t.traced.closed.okPerSecond)} (${num(t.otlpExports)} exports) | — | tracing on / off **${num(t.tracingRatio, 2)}×** |`,
+    `| tracing off / on by round (req/s) | ${t.tracingRounds.map((round) => `${num(round.off.closed.okPerSecond)} / ${num(round.on.closed.okPerSecond)} (${num(round.ratio, 2)}×)`).join(', ')} | — | medians above |`,
     `| errors (connection / timeouts / non-2xx) | ${num(sc.errors)} / ${num(sc.timeouts)} / ${num(sc.non2xx)} | ${num(bc.errors)} / ${num(bc.timeouts)} / ${num(bc.non2xx)} | |`,
     `| mean batch size | ${num(t.sidecar.batching?.meanBatchSize, 1)}${source(t.sidecar.batching)} | — | |`,
     `| closed-loop latency p50 / p99 ms (informational) | ${num(sc.latencyMs.p50, 0)} / ${num(sc.latencyMs.p99, 0)} | ${num(bc.latencyMs.p50, 0)} / ${num(bc.latencyMs.p99, 0)} | |`,

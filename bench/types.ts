@@ -50,6 +50,12 @@ export interface ThroughputSide {
   readonly processes: Record<string, ProcFigures>;
 }
 
+export interface TracingRound {
+  readonly off: ThroughputSide;
+  readonly on: ThroughputSide;
+  readonly ratio: number | null;
+}
+
 export interface LatencyFigures {
   readonly rate: number;
   readonly batchMaxWaitMs: number;
@@ -135,6 +141,8 @@ export interface BenchResults {
     readonly pass: boolean | null;
     /** The sidecar with tracing on: every batch span, 1% of request spans, exported over OTLP. */
     readonly traced: ThroughputSide;
+    /** Tracing off and on, round by round; `sidecar` and `traced` are the median runs of these. */
+    readonly tracingRounds: TracingRound[];
     readonly tracingRatio: number | null;
     readonly tracingTarget: number;
     readonly tracingPass: boolean | null;
