@@ -49,7 +49,7 @@ const WAITING_REQUESTS = 10_000;
 const EFFICIENCY_RATES = [1000, 5000, 10_000, 20_000];
 const SHARD_COUNTS = [1, 4, 16];
 
-/** Seconds. Full: about 3.5 minutes in all; quick: about 2 s a phase. */
+/** Seconds. Full: about 4 minutes in all; quick: about 2 s a phase. */
 const TIME = QUICK
   ? { prewarm: 0.3, throughputWarmup: 0.5, throughput: 2, latencyWarmup: 0.3, latency: 1.7, efficiencyWarmup: 0.2, efficiency: 0.4, shardWarmup: 0.2, shard: 0.5, drain: 3 }
   : { prewarm: 1, throughputWarmup: 3, throughput: 10, latencyWarmup: 2, latency: 20, efficiencyWarmup: 1, efficiency: 6, shardWarmup: 1, shard: 6, drain: 8 };
