@@ -19,6 +19,9 @@ import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts'
 import { post, type Answer } from '../support/http.ts';
 
 const SHARD_COUNT = 4;
+const NGINX_CONF = readFileSync(new URL('../../deploy/nginx/sidecar.conf', import.meta.url), 'utf8');
+/** How long nginx skips a replica after a failure (`fail_timeout` in deploy/nginx/sidecar.conf). */
+const FAIL_TIMEOUT_MS = Number(/fail_timeout=(\d+)s/.exec(NGINX_CONF)?.[1] ?? Number.NaN) * 1000;
 const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 
 async function freePort(): Promise<number> {
@@ -31,7 +34,7 @@ async function freePort(): Promise<number> {
 
 /** deploy/nginx/sidecar.conf with its server lines pointed at local replicas, in a minimal nginx.conf. */
 function renderNginx(dir: string, listen: number, replicas: number[]): string {
-  let site = readFileSync(new URL('../../deploy/nginx/sidecar.conf', import.meta.url), 'utf8');
+  let site = NGINX_CONF;
   let index = 0;
   site = site.replace(/server sidecar-\d+:8080/g, () => `server 127.0.0.1:${replicas[index++]}`);
   expect(index).toBe(replicas.length);
@@ -148,7 +151,11 @@ describe('behind nginx with key affinity', () => {
       replicas[i].signal('SIGTERM');
       exits.push((await replicas[i].exited).code);
       replicas[i] = await startReplica(ports[i]);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The next replica goes down only once this one is back in rotation:
+      // nginx skips a replica for fail_timeout after its last failure, and
+      // with two replicas skipped a single failure of the third would leave
+      // no live upstream (502 for every request until fail_timeout passes).
+      await new Promise((resolve) => setTimeout(resolve, FAIL_TIMEOUT_MS + 500));
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
     running = false;
