@@ -2,8 +2,10 @@
  * Soak (`npm run test:soak`): minutes of mixed load against the real process
  * with 1% downstream failures and rare latency spikes, slow attackers on the
  * side, ending with SIGTERM under load. The totals must reconcile exactly —
- * every request sent is a 200 with its own result, a 502, a 504, a 503, or a
- * connection refused after the listener closed — and memory must stay flat
+ * every request sent is a 200 with its own result, a 502, a 504, a 503, a
+ * connection refused after the listener closed, or (rarely) a connection reset
+ * as the closing listener closed it idle, which nothing downstream saw — and
+ * memory must stay flat
  * after warm-up. SOAK_SECONDS sets the length (default 120).
  */
 import { connect } from 'node:net';
@@ -63,8 +65,9 @@ describe(`soak for ${SECONDS} s`, () => {
   });
 
   it('reconciles every request and keeps memory flat, ending with SIGTERM', { timeout: (SECONDS + 120) * 1000 }, async () => {
-    const counts = { sent: 0, ok: 0, wrong: 0, 502: 0, 504: 0, 503: 0, refused: 0, unexpected: [] as string[] };
+    const counts = { sent: 0, ok: 0, wrong: 0, 502: 0, 504: 0, 503: 0, refused: 0, resetAtClose: 0, unexpected: [] as string[] };
     let running = true;
+    let signalled = false;
     const worker = async (w: number) => {
       for (let n = 0; running; n++) {
         const id = `${w}-${n}`;
@@ -79,9 +82,15 @@ describe(`soak for ${SECONDS} s`, () => {
           } else if (answer.status === 502 || answer.status === 504 || answer.status === 503) counts[answer.status]++;
           else counts.unexpected.push(`${answer.status} ${JSON.stringify(answer.body)}`);
         } catch (error) {
-          if (/ECONNREFUSED/.test(`${(error as NodeJS.ErrnoException).code} ${String(error)}`)) {
+          const text = `${(error as NodeJS.ErrnoException).code} ${String(error)}`;
+          if (/ECONNREFUSED/.test(text)) {
             counts.refused++;
             await sleep(10);
+          } else if (signalled && /ECONNRESET|UND_ERR_SOCKET/.test(text)) {
+            // Sent on a kept-alive connection just as the closing listener
+            // closed it while idle: a TCP race no server can close. Such a
+            // request was never read; the downstream check below proves it.
+            counts.resetAtClose++;
           } else counts.unexpected.push(String(error));
         }
       }
@@ -98,13 +107,15 @@ describe(`soak for ${SECONDS} s`, () => {
       rss.push(valueOf(samples, 'process_resident_memory_bytes')!);
       heapUsed.push(valueOf(samples, 'nodejs_heap_size_used_bytes')!);
     }
+    signalled = true;
     sidecar.signal('SIGTERM');
     const exit = await sidecar.exited;
     running = false;
     await Promise.all(workers);
     const [headersAttack, bodyAttack] = await Promise.all(attackers);
 
-    const answered = counts.ok + counts.wrong + counts[502] + counts[504] + counts[503] + counts.refused + counts.unexpected.length;
+    const answered =
+      counts.ok + counts.wrong + counts[502] + counts[504] + counts[503] + counts.refused + counts.resetAtClose + counts.unexpected.length;
     const quarter = Math.max(1, Math.floor(rss.length / 4));
     const warm = Math.max(...rss.slice(quarter, 2 * quarter));
     const late = Math.max(...rss.slice(-quarter));
@@ -116,7 +127,7 @@ describe(`soak for ${SECONDS} s`, () => {
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     console.log(
       `soak ${SECONDS} s: sent ${counts.sent} = 200 ${counts.ok} + 502 ${counts[502]} + 504 ${counts[504]} + 503 ${counts[503]} ` +
-        `+ refused after close ${counts.refused}; wrong result ${counts.wrong}; unexpected ${counts.unexpected.length}; ` +
+        `+ refused after close ${counts.refused} + reset at close ${counts.resetAtClose}; wrong result ${counts.wrong}; unexpected ${counts.unexpected.length}; ` +
         `downstream batches ${downstream.batches}, items ${downstream.items}; RSS after warm-up ${mib(warm)}, at the end ${mib(late)}; ` +
         `heap floor after warm-up ${mib(warmFloor)}, at the end ${mib(lateFloor)}; ` +
         `slow headers closed after ${(headersAttack.ms / 1000).toFixed(1)} s, endless body after ${(bodyAttack.ms / 1000).toFixed(1)} s; exit ${exit.code}`,
@@ -125,6 +136,10 @@ describe(`soak for ${SECONDS} s`, () => {
     expect(counts.unexpected).toEqual([]);
     expect(counts.wrong).toBe(0);
     expect(answered).toBe(counts.sent);
+    // Nothing reached the downstream that was not answered with its outcome:
+    // refused and reset requests were never accepted.
+    expect(downstream.items).toBeLessThanOrEqual(counts.ok + counts.wrong + counts[502] + counts[504]);
+    expect(counts.resetAtClose).toBeLessThan(counts.sent * 0.001);
     expect(counts.ok).toBeGreaterThan(counts.sent * 0.9);
     expect(counts[502]).toBeGreaterThan(0); // the 1% failures reached callers as 502, nothing else
     expect(lateFloor - warmFloor).toBeLessThan(32 * 2 ** 20);
