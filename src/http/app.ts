@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import { registerRequestSpans } from '../telemetry/request-spans.ts';
 import type { Telemetry } from '../telemetry/telemetry.ts';
-import { registerErrorHandler } from './error-handler.ts';
+import { errorHandlers } from './error-handler.ts';
 import { registerJsonBody } from './json-body.ts';
 import { registerMetricsRoute } from './metrics-route.ts';
 import { registerProbes } from './probes.ts';
@@ -43,11 +43,12 @@ export function buildApp({ config, batcher, lifecycle, telemetry, log }: AppOpti
     http: { headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
     requestTimeout: 15_000,
   });
-  registerErrorHandler(app, lifecycle, telemetry.metrics);
+  const errors = errorHandlers(lifecycle, telemetry.metrics);
+  app.setErrorHandler(errors.any);
   registerJsonBody(app);
   registerRequestSpans(app, telemetry.tracing, PROCESS_URL);
   registerProbes(app, lifecycle);
   registerMetricsRoute(app, telemetry.metrics);
-  registerProcessRoute(app, { config, batcher, lifecycle });
+  registerProcessRoute(app, { config, batcher, lifecycle, errorHandler: errors.process });
   return app;
 }

@@ -5,19 +5,27 @@
  * lists them all.
  */
 import { STATUS_CODES } from 'node:http';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Lifecycle } from '../lifecycle.ts';
 import { outcomeOf, type Metrics } from '../telemetry/metrics.ts';
-import { PROCESS_URL } from './process-route.ts';
 
 /** Seconds a shed caller should wait: a batch window is milliseconds, so one second is plenty. */
 const RETRY_AFTER_SECONDS = '1';
 
-export function registerErrorHandler(app: FastifyInstance, lifecycle: Lifecycle, metrics: Metrics): void {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+type ErrorHandler = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void;
+
+/**
+ * The error handler of every route, and the /process route's own, which also
+ * counts the outcome in sidecar_requests_total. Scoping the count to the
+ * route, rather than testing `request.routeOptions.url` in one handler (a
+ * getter that builds an object per call), keeps the shedding path lean under
+ * overload.
+ */
+export function errorHandlers(lifecycle: Lifecycle, metrics: Metrics): { readonly any: ErrorHandler; readonly process: ErrorHandler } {
+  const answer = (error: FastifyError, request: FastifyRequest, reply: FastifyReply, count: boolean): void => {
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     const code = error.code ?? 'SIDECAR_ERR_INTERNAL';
-    if (request.routeOptions.url === PROCESS_URL) metrics.request(outcomeOf(code, statusCode));
+    if (count) metrics.request(outcomeOf(code, statusCode));
     if (code === 'SIDECAR_ERR_QUEUE_FULL') reply.header('retry-after', RETRY_AFTER_SECONDS);
     if (code === 'SIDECAR_ERR_DRAINING' || lifecycle.isClosing) reply.header('connection', 'close');
     if (statusCode === 500) request.log.error({ err: error }, 'request failed');
@@ -27,5 +35,9 @@ export function registerErrorHandler(app: FastifyInstance, lifecycle: Lifecycle,
       error: STATUS_CODES[statusCode] ?? 'Error',
       message: statusCode === 500 && !code.startsWith('SIDECAR_') ? 'Internal Server Error' : error.message,
     });
-  });
+  };
+  return {
+    any: (error, request, reply) => answer(error, request, reply, false),
+    process: (error, request, reply) => answer(error, request, reply, true),
+  };
 }

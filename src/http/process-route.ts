@@ -6,7 +6,7 @@
  * treat the reply as a thenable: listeners and closures per request). It logs
  * nothing (no per-request log lines).
  */
-import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Item } from '../actors/batch.ts';
 import type { Batcher } from '../actors/batcher.ts';
 import { keyBytes, MAX_KEY_BYTES } from '../actors/routing.ts';
@@ -21,9 +21,11 @@ export interface ProcessRouteOptions {
   readonly config: Pick<Config, 'shardKeyField' | 'requestTimeoutMs'>;
   readonly batcher: Batcher;
   readonly lifecycle: Lifecycle;
+  /** Answers the route's errors (and counts their outcomes): src/http/error-handler.ts. */
+  readonly errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void;
 }
 
-export function registerProcessRoute(app: FastifyInstance, { config, batcher, lifecycle }: ProcessRouteOptions): void {
+export function registerProcessRoute(app: FastifyInstance, { config, batcher, lifecycle, errorHandler }: ProcessRouteOptions): void {
   const { shardKeyField, requestTimeoutMs } = config;
 
   /** The shard key's bytes: the x-shard-key header, else the body's SHARD_KEY_FIELD (string or number). */
@@ -46,7 +48,7 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
     return ms < requestTimeoutMs ? ms : requestTimeoutMs;
   }
 
-  app.post(PROCESS_URL, (request: FastifyRequest, reply: FastifyReply): void => {
+  app.post(PROCESS_URL, { errorHandler }, (request: FastifyRequest, reply: FastifyReply): void => {
     if (!lifecycle.acceptsWork) throw new SidecarErrors.SIDECAR_ERR_DRAINING();
     // A POST without a body and without a content-type skips body parsing.
     if (request.rawBody === null) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('none');
