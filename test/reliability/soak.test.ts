@@ -5,8 +5,8 @@
  * every request sent is a 200 with its own result, a 502, a 504, a 503, a
  * connection refused after the listener closed, or (rarely) a connection reset
  * as the closing listener closed it idle, which nothing downstream saw — and
- * memory must stay flat
- * after warm-up. SOAK_SECONDS sets the length (default 120).
+ * memory must stay flat after warm-up. SOAK_SECONDS sets the length (default
+ * 120).
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
