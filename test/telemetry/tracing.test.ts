@@ -114,7 +114,10 @@ describe('tracing', () => {
       body: JSON.stringify({ id: 3 }),
       signal: gone.signal,
     }).catch((error: unknown) => error);
-    await sleep(200); // accepted and batched, its downstream call under way
+    // Abort once its batch has reached the downstream (the first request was
+    // batch 1): accepted, batched, its downstream call under way. Polled, not
+    // a fixed sleep, so a busy machine cannot abort it before it arrives.
+    while (downstream.batches < 2) await sleep(10);
     gone.abort();
     await abandoned;
     expect((await sidecar.stop()).code).toBe(0);
