@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { startSidecar, type Exit, type SidecarProcess } from '../sim/sidecar-process.ts';
+import { MAIN, startSidecar, type Exit, type SidecarProcess } from '../sim/sidecar-process.ts';
 
 const DOWNSTREAM = fileURLToPath(new URL('../sim/legacy-downstream.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('./bare-server.ts', import.meta.url));
@@ -42,8 +42,22 @@ export interface Child {
   stop(timeoutMs?: number): Promise<Exit>;
 }
 
-async function spawnReady(name: string, file: string, env: Record<string, string>, ready: (line: string) => string | null): Promise<Child> {
-  const child = spawn(process.execPath, [file], {
+/** Optional extras for a child under test (bench/hot-path.ts); the defaults change nothing. */
+export interface ChildOptions {
+  /** Node flags before the script, e.g. ['--trace-gc']. */
+  readonly nodeArgs?: readonly string[];
+  /** Sees every stdout line first; a line it answers true for is not a log line (e.g. --trace-gc output). */
+  readonly onLine?: (line: string) => boolean;
+}
+
+async function spawnReady(
+  name: string,
+  file: string,
+  env: Record<string, string>,
+  ready: (line: string) => string | null,
+  options: ChildOptions = {},
+): Promise<Child> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), file], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -56,6 +70,7 @@ async function spawnReady(name: string, file: string, env: Record<string, string
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
+      if (options.onLine?.(line) === true) return;
       const found = ready(line);
       if (found !== null) resolve(found);
     });
@@ -88,7 +103,7 @@ export function startDownstream(latencyMs: number): Promise<Child> {
 }
 
 /** bench/bare-server.ts on 127.0.0.1, an ephemeral port. */
-export function startBare(): Promise<Child> {
+export function startBare(options: ChildOptions = {}): Promise<Child> {
   return spawnReady('bare fastify', BARE, {}, (line) => {
     try {
       const entry = JSON.parse(line) as { msg?: string; port?: number };
@@ -96,7 +111,7 @@ export function startBare(): Promise<Child> {
     } catch {
       return null;
     }
-  });
+  }, options);
 }
 
 export interface Sidecar extends Child {
@@ -106,8 +121,8 @@ export interface Sidecar extends Child {
 }
 
 /** The real sidecar (`node src/main.ts`) with this environment on top of its defaults. */
-export async function startSidecarChild(env: Record<string, string>): Promise<Sidecar> {
-  const sidecar = await startSidecar(env);
+export async function startSidecarChild(env: Record<string, string>, options: ChildOptions = {}): Promise<Sidecar> {
+  const sidecar = await startSidecar(env, ['node', ...(options.nodeArgs ?? []), MAIN], { onLine: options.onLine });
   track(sidecar.child);
   return {
     name: 'sidecar',

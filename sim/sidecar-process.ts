@@ -42,12 +42,24 @@ export async function runMain(env: Record<string, string>, args: string[] = []):
   return { code, signal, stdout, stderr };
 }
 
+export interface StartOptions {
+  /**
+   * Sees every stdout line first; a line it answers true for is its own (not
+   * a log line), e.g. `node --trace-gc` output (bench/gc-trace.ts).
+   */
+  readonly onLine?: (line: string) => boolean;
+}
+
 /**
  * Starts the sidecar and waits for its "sidecar ready" log line. `command`
  * replaces `node src/main.ts` (the test of the image's entrypoint passes the
  * Dockerfile's); a leading "node" runs as this Node binary.
  */
-export async function startSidecar(env: Record<string, string>, command: readonly string[] = ['node', MAIN]): Promise<SidecarProcess> {
+export async function startSidecar(
+  env: Record<string, string>,
+  command: readonly string[] = ['node', MAIN],
+  options: StartOptions = {},
+): Promise<SidecarProcess> {
   const [program, ...args] = command;
   const child = spawn(program === 'node' ? process.execPath : program, args, {
     cwd: ROOT,
@@ -66,6 +78,7 @@ export async function startSidecar(env: Record<string, string>, command: readonl
   const ready = new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
+      if (options.onLine?.(line) === true) return;
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
