@@ -14,7 +14,7 @@ import type { SegmentLoopResult } from './segment-loop.ts';
 const GENERATOR = fileURLToPath(new URL('./generator.ts', import.meta.url));
 
 export interface GeneratorEvent {
-  readonly event: 'segment' | 'start' | 'sent';
+  readonly event: 'segment' | 'warm' | 'start' | 'sent';
   readonly index?: number;
 }
 

@@ -6,7 +6,8 @@
  *   {"mode":"open","origin":"http://127.0.0.1:N","connections":2000,
  *    "segments":[{"label":"warmup","rate":1000,"seconds":1},{"label":"measure","rate":1000,"seconds":10}],
  *    "bodies":["{...}",...],"drainS":8}
- *   {"mode":"closed","origin":...,"connections":4000,"seconds":10,"bodies":[...]}
+ *   {"mode":"closed","origin":...,"connections":4000,"seconds":10,"bodies":[...],
+ *    "warmupSeconds":2,"warmupConnections":200}
  *
  * Open mode runs bench/segment-loop.ts (fixed-rate, latency from each
  * request's intended send time); closed mode runs autocannon
@@ -14,6 +15,7 @@
  * parent can sample the server's CPU and metrics at the right moments:
  *
  *   {"event":"segment","index":i}   the first request of segment i is due
+ *   {"event":"warm"}                closed mode: the warm-up run is over
  *   {"event":"start"}               closed mode: every connection is up, load begins
  *   {"event":"sent"}                every request has been handed to the pool
  *   {"event":"result",...}          last line: the figures, and this process's own CPU
@@ -36,6 +38,9 @@ export interface GeneratorConfig {
   readonly drainS?: number;
   /** Closed mode. */
   readonly seconds?: number;
+  /** Closed mode: a short closed-loop run first (JIT warm-up), left out of the figures. */
+  readonly warmupSeconds?: number;
+  readonly warmupConnections?: number;
 }
 
 export interface GeneratorCpu {
@@ -61,6 +66,11 @@ async function main(): Promise<void> {
   let c0 = process.cpuUsage();
   let w0 = performance.now();
   if (config.mode === 'closed') {
+    if ((config.warmupSeconds ?? 0) > 0) {
+      const url = `${config.origin}${config.path ?? '/process'}`;
+      await closedLoop({ url, connections: config.warmupConnections ?? 200, durationSeconds: config.warmupSeconds!, bodies });
+      emit({ event: 'warm' });
+    }
     const result = await closedLoop({
       url: `${config.origin}${config.path ?? '/process'}`,
       connections: config.connections,

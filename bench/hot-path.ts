@@ -1,0 +1,469 @@
+/**
+ * Issue 10, "Burst-proof hot path": the sidecar against the bare Fastify
+ * route (bench/bare-server.ts), side by side in one run, each variant a fresh
+ * process started with `node --trace-gc`, variants alternated round by round
+ * (bare first in odd rounds, sidecar first in even ones), the load generator
+ * in its own process (bench/generator.ts) with its own CPU reported, the
+ * simulated downstream at 50 ms with no jitter in a third process.
+ *
+ *   latency  open loop at 1k, 5k, 10k req/s, 2,000 connections: client p50/p99/p99.9
+ *            from intended send time, added p99 = sidecar p99 − downstream hold
+ *            (50 ms) − bare p99 at the same rate; server CPU per request; GC
+ *            pauses; event-loop delay and sidecar_overhead_seconds beside them.
+ *   closed   autocannon, 4,000 connections: req/s ratio, p99 ratio (fairness),
+ *            peak RSS ratio (VmHWM).
+ *   burst    1k req/s for 3 s, 20k req/s for 10 s, 1k req/s for 5 s: answers
+ *            (ok / 503 with retry-after / other), resets, p99 of all answers,
+ *            goodput ratio, p99 of the steady rate from 2 s after the burst.
+ *
+ * Run alone: `node bench/hot-path.ts [latency|closed|burst ...]`, results in
+ * bench/results/hot-path.json and hot-path.md; `npm run bench` runs it first.
+ * BENCH_QUICK=1: a few seconds per phase, one round (smoke test, not a measurement).
+ * HOT_PATH_ROUNDS (default 2), HOT_PATH_BURST_ROUNDS (default 1), HOT_PATH_RATES (e.g. "1000,5000"), SIDECAR_ENV
+ * (JSON object of extra sidecar variables, e.g. '{"SHARD_COUNT":"2"}').
+ * The verdicts are printed by bench/hot-path-report.ts.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { shardForKey } from '../src/actors/routing.ts';
+import { killAll, startBare, startDownstream, startSidecarChild, type Child, type Sidecar } from './children.ts';
+import { GcRecorder, type GcFigures } from './gc-trace.ts';
+import { runGenerator, type GeneratorEvent } from './generator-process.ts';
+import type { GeneratorCpu } from './generator.ts';
+import { renderHotPath } from './hot-path-report.ts';
+import * as metrics from './metrics.ts';
+import { sampleProcess, cpuBetween, type ProcSample } from './proc.ts';
+import type { SecondResult, Segment, SegmentResult } from './segment-loop.ts';
+import { sleep } from './stats.ts';
+
+export type Phase = 'latency' | 'closed' | 'burst';
+export const PHASES: readonly Phase[] = ['latency', 'closed', 'burst'];
+export type Variant = 'bare' | 'sidecar';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const ROUNDS = Math.max(1, Number(process.env.HOT_PATH_ROUNDS ?? (QUICK ? 1 : 2)));
+/** The burst phase is long (18 s a variant): one round unless asked. */
+const BURST_ROUNDS = Math.max(1, Number(process.env.HOT_PATH_BURST_ROUNDS ?? 1));
+const RATES = (process.env.HOT_PATH_RATES ?? '1000,5000,10000').split(',').map(Number).filter((n) => n > 0);
+export const DOWNSTREAM_HOLD_MS = 50;
+const OPEN_CONNECTIONS = 2000;
+const EVENT_LOOP_RESOLUTION_MS = 10;
+const CLOSED_CONNECTIONS = 4000;
+const BURST_CONNECTIONS = 4000;
+const BURST = { preRate: 1000, preS: 3, rate: 20_000, seconds: 10, recoveryRate: 1000, graceS: 2, recoveredS: 3 };
+const QUICK_BURST = { preRate: 1000, preS: 1, rate: 20_000, seconds: 2, recoveryRate: 1000, graceS: 2, recoveredS: 1 };
+
+/** Seconds. */
+const TIME = QUICK
+  ? { warmup: 1, latency: 2, closedWarmup: 0.5, closed: 2, drain: 5 }
+  : { warmup: 3, latency: 10, closedWarmup: 2, closed: 10, drain: 10 };
+
+function extraSidecarEnv(): Record<string, string> {
+  const raw = process.env.SIDECAR_ENV;
+  if (raw === undefined || raw === '') return {};
+  const parsed = JSON.parse(raw) as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
+}
+
+/** The sidecar under test: SPEC §6 defaults apart from these, plus SIDECAR_ENV. */
+export function sidecarEnv(downstreamUrl: string): Record<string, string> {
+  return { DOWNSTREAM_URL: downstreamUrl, BATCH_MAX_WAIT_MS: '10', SHARD_COUNT: '4', ...extraSidecarEnv() };
+}
+
+/** Small JSON items whose keys spread evenly over 1, 2, 4, 8 or 16 shards (as in bench/run.ts). */
+export function makeBodies(n: number): string[] {
+  const bodies: string[] = [];
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    let key = `user-${k++}`;
+    while (shardForKey(key, 16) !== i % 16) key = `user-${k++}`;
+    bodies.push(JSON.stringify({ key, op: 'lookup', payload: { id: i, note: 'benchmark item' } }));
+  }
+  return bodies;
+}
+
+export interface EventLoopFigures {
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+  readonly maxMs: number | null;
+}
+
+export interface OverheadQuantiles {
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+  /** The p99 fell in the +Inf bucket: the true value is above p99Ms. */
+  readonly p99Overflow: boolean;
+}
+
+/** What the server under test did in a measured window (from /proc, --trace-gc and, for the sidecar, /metrics). */
+export interface ServerFigures {
+  readonly cpuSeconds: number | null;
+  readonly peakRssBytes: number | null;
+  readonly gc: GcFigures;
+  /** The sidecar only: prom-client's event-loop delay since the previous scrape. */
+  readonly eventLoop: EventLoopFigures | null;
+  readonly overhead: OverheadQuantiles | null;
+  readonly callsPer1000: number | null;
+}
+
+export interface OpenRunFigures {
+  readonly variant: Variant;
+  readonly round: number;
+  readonly rate: number;
+  readonly measured: SegmentResult;
+  readonly server: ServerFigures;
+  /** Server CPU µs per request offered in the measured window. */
+  readonly cpuUsPerRequest: number | null;
+  readonly generator: GeneratorCpu;
+}
+
+export interface ClosedRunFigures {
+  readonly variant: Variant;
+  readonly round: number;
+  readonly okPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly server: ServerFigures;
+  readonly cpuUsPerRequest: number | null;
+  readonly generator: GeneratorCpu;
+}
+
+export interface BurstRunFigures {
+  readonly variant: Variant;
+  readonly round: number;
+  readonly segments: SegmentResult[];
+  readonly seconds: SecondResult[];
+  readonly server: ServerFigures;
+  readonly generator: GeneratorCpu;
+}
+
+export interface HotPathResults {
+  readonly date: string;
+  readonly quick: boolean;
+  readonly rounds: number;
+  readonly downstreamHoldMs: number;
+  readonly sidecarEnv: Record<string, string>;
+  readonly connections: { readonly open: number; readonly closed: number; readonly burst: number };
+  readonly burstSchedule: typeof BURST;
+  readonly durationsSeconds: typeof TIME;
+  readonly latency: OpenRunFigures[];
+  readonly closed: ClosedRunFigures[];
+  readonly burst: BurstRunFigures[];
+  readonly problems: string[];
+}
+
+interface Target {
+  readonly child: Child | Sidecar;
+  readonly gc: GcRecorder;
+  readonly variant: Variant;
+}
+
+async function startTarget(variant: Variant, downstream: Child): Promise<Target> {
+  const gc = new GcRecorder();
+  const options = { nodeArgs: ['--trace-gc'], onLine: (line: string) => gc.line(line) };
+  const child = variant === 'bare' ? await startBare(options) : await startSidecarChild(sidecarEnv(downstream.url), options);
+  return { child, gc, variant };
+}
+
+async function stopTarget(target: Target, label: string, problems: string[]): Promise<void> {
+  const exit = await target.child.stop(20_000);
+  if (target.variant === 'sidecar') {
+    const seen = new Set<string>();
+    for (const line of (target.child as Sidecar).problems()) if (!seen.has(line)) seen.add(line);
+    for (const line of [...seen].slice(0, 5)) problems.push(`${label}: sidecar logged: ${line}`);
+  }
+  if (exit.code !== 0) problems.push(`${label}: ${target.variant} exited ${JSON.stringify(exit)}`);
+}
+
+/** Samples /proc, the GC trace and /metrics when the measured window opens and closes. */
+class Window {
+  private p0: ProcSample | null = null;
+  private g0 = 0;
+  private s0: Promise<metrics.Scrape | null> = Promise.resolve(null);
+  private p1: ProcSample | null = null;
+  private g1 = 0;
+  private s1: Promise<metrics.Scrape | null> = Promise.resolve(null);
+  private readonly target: Target;
+
+  constructor(target: Target) {
+    this.target = target;
+  }
+
+  open(): void {
+    this.p0 = sampleProcess(this.target.child.pid);
+    this.g0 = this.target.gc.mark();
+    if (this.target.variant === 'sidecar') this.s0 = metrics.scrape(this.target.child.url);
+  }
+
+  close(): void {
+    this.p1 = sampleProcess(this.target.child.pid);
+    this.g1 = this.target.gc.mark();
+    if (this.target.variant === 'sidecar') this.s1 = metrics.scrape(this.target.child.url);
+  }
+
+  async figures(): Promise<ServerFigures> {
+    const [before, after] = await Promise.all([this.s0, this.s1]);
+    // prom-client samples the event loop with monitorEventLoopDelay({ resolution: 10 }), whose
+    // figures include the 10 ms timer interval (an idle loop reads p99 ≈ 10.2 ms): report the delay beyond it.
+    const ms = (name: string): number | null => {
+      const v = metrics.sum(after, name);
+      return v === null ? null : Math.max(0, v * 1000 - EVENT_LOOP_RESOLUTION_MS);
+    };
+    const h = metrics.histogramDelta(metrics.histogram(before, 'sidecar_overhead_seconds'), metrics.histogram(after, 'sidecar_overhead_seconds'));
+    const p50 = metrics.quantile(h, 0.5);
+    const p99 = metrics.quantile(h, 0.99);
+    const sizes = metrics.histogramDelta(metrics.histogram(before, 'sidecar_batch_size'), metrics.histogram(after, 'sidecar_batch_size'));
+    return {
+      cpuSeconds: cpuBetween(this.p0, this.p1),
+      peakRssBytes: this.p1?.hwmBytes ?? null,
+      gc: this.target.gc.window(this.g0, this.g1),
+      eventLoop: after === null ? null : { p50Ms: ms('nodejs_eventloop_lag_p50_seconds'), p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') },
+      overhead: h === null || h.count <= 0 ? null : { p50Ms: p50 === null ? null : p50.value * 1000, p99Ms: p99 === null ? null : p99.value * 1000, p99Overflow: p99?.overflow ?? false },
+      callsPer1000: sizes === null || sizes.sum <= 0 ? null : (1000 * sizes.count) / sizes.sum,
+    };
+  }
+}
+
+/** bare, sidecar in odd rounds; sidecar, bare in even ones, so drift in the machine's load hits both. */
+function order(round: number): Variant[] {
+  return round % 2 === 0 ? ['bare', 'sidecar'] : ['sidecar', 'bare'];
+}
+
+export interface HotPathContext {
+  readonly downstream: Child;
+  readonly bodies: string[];
+  readonly problems: string[];
+  readonly log: (line: string) => void;
+}
+
+function noteOutcomes(label: string, s: SegmentResult, problems: string[]): void {
+  const parts: string[] = [];
+  if (s.otherStatus + s.shed > 0) parts.push(Object.entries(s.statuses).filter(([c]) => !c.startsWith('2')).map(([c, n]) => `${n} × HTTP ${c}`).join(', '));
+  for (const [code, n] of Object.entries(s.errors)) parts.push(`${n} × ${code}`);
+  if (s.unfinished > 0) parts.push(`${s.unfinished} unanswered`);
+  if (parts.length > 0) problems.push(`${label}: ${parts.join(', ')}`);
+}
+
+async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, round: number): Promise<OpenRunFigures> {
+  const target = await startTarget(variant, ctx.downstream);
+  const window = new Window(target);
+  const label = `latency ${rate}/s ${variant} round ${round + 1}`;
+  try {
+    // Warm the JIT at a gentle rate first, then at the rate itself, both left out.
+    const segments: Segment[] = [
+      { label: 'warmup', rate: Math.min(rate, 2000), seconds: TIME.warmup / 2 },
+      { label: 'warmup', rate, seconds: TIME.warmup / 2 },
+      { label: 'measure', rate, seconds: TIME.latency },
+    ];
+    const onEvent = (e: GeneratorEvent): void => {
+      if (e.event === 'segment' && e.index === 2) window.open();
+      else if (e.event === 'sent') window.close();
+    };
+    const result = await runGenerator(
+      { mode: 'open', origin: target.child.url, connections: OPEN_CONNECTIONS, segments, bodies: ctx.bodies, drainS: TIME.drain },
+      onEvent,
+    );
+    const measured = result.segments[2]!;
+    noteOutcomes(label, measured, ctx.problems);
+    const server = await window.figures();
+    const offered = rate * TIME.latency;
+    return {
+      variant,
+      round,
+      rate,
+      measured,
+      server,
+      cpuUsPerRequest: server.cpuSeconds === null ? null : (server.cpuSeconds * 1e6) / offered,
+      generator: result.cpu,
+    };
+  } finally {
+    await stopTarget(target, label, ctx.problems);
+  }
+}
+
+async function closedRun(ctx: HotPathContext, variant: Variant, round: number): Promise<ClosedRunFigures> {
+  const target = await startTarget(variant, ctx.downstream);
+  const window = new Window(target);
+  const label = `closed ${variant} round ${round + 1}`;
+  try {
+    const onEvent = (e: GeneratorEvent): void => {
+      if (e.event === 'start') window.open();
+      else if (e.event === 'sent') window.close();
+    };
+    const result = await runGenerator(
+      {
+        mode: 'closed',
+        origin: target.child.url,
+        connections: CLOSED_CONNECTIONS,
+        seconds: TIME.closed,
+        warmupSeconds: TIME.closedWarmup,
+        warmupConnections: 200,
+        bodies: ctx.bodies.slice(0, 16),
+      },
+      onEvent,
+    );
+    const c = result.closed;
+    if (c.errors + c.non2xx > 0) ctx.problems.push(`${label}: ${c.errors} connection errors (${c.timeouts} timeouts), ${c.non2xx} non-2xx`);
+    const server = await window.figures();
+    return {
+      variant,
+      round,
+      okPerSecond: c.okPerSecond,
+      p50Ms: c.latencyMs.p50,
+      p99Ms: c.latencyMs.p99,
+      non2xx: c.non2xx,
+      errors: c.errors,
+      server,
+      cpuUsPerRequest: server.cpuSeconds === null || c.ok <= 0 ? null : (server.cpuSeconds * 1e6) / c.ok,
+      generator: result.cpu,
+    };
+  } finally {
+    await stopTarget(target, label, ctx.problems);
+  }
+}
+
+export function burstSchedule(): typeof BURST {
+  return QUICK ? QUICK_BURST : BURST;
+}
+
+async function burstRun(ctx: HotPathContext, variant: Variant, round: number): Promise<BurstRunFigures> {
+  const target = await startTarget(variant, ctx.downstream);
+  const window = new Window(target);
+  const label = `burst ${variant} round ${round + 1}`;
+  const b = burstSchedule();
+  try {
+    const segments: Segment[] = [
+      { label: 'warmup', rate: Math.min(2000, b.preRate), seconds: TIME.warmup },
+      { label: 'before', rate: b.preRate, seconds: b.preS },
+      { label: 'burst', rate: b.rate, seconds: b.seconds },
+      { label: 'grace', rate: b.recoveryRate, seconds: b.graceS },
+      { label: 'recovered', rate: b.recoveryRate, seconds: b.recoveredS },
+    ];
+    const onEvent = (e: GeneratorEvent): void => {
+      if (e.event === 'segment' && e.index === 2) window.open();
+      else if (e.event === 'segment' && e.index === 3) window.close();
+    };
+    const result = await runGenerator(
+      { mode: 'open', origin: target.child.url, connections: BURST_CONNECTIONS, segments, bodies: ctx.bodies, drainS: TIME.drain },
+      onEvent,
+    );
+    const server = await window.figures();
+    const measured = result.segments.slice(1);
+    for (const s of measured) if (s.errorCount + s.unfinished + s.otherStatus > 0) noteOutcomes(`${label} (${s.label})`, s, ctx.problems);
+    return { variant, round, segments: measured, seconds: result.seconds, server, generator: result.cpu };
+  } finally {
+    await stopTarget(target, label, ctx.problems);
+  }
+}
+
+const fmt = (n: number | null | undefined, d = 1): string => (n === null || n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(d));
+
+export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]): Promise<HotPathResults> {
+  const latency: OpenRunFigures[] = [];
+  const closed: ClosedRunFigures[] = [];
+  const burst: BurstRunFigures[] = [];
+  if (phases.includes('latency')) {
+    ctx.log(`  hot path, latency: open loop at ${RATES.join(', ')} req/s, ${OPEN_CONNECTIONS} connections, ${TIME.latency} s each, ${ROUNDS} round(s), bare and sidecar alternated`);
+    for (const rate of RATES) {
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const variant of order(round)) {
+          const run = await latencyRun(ctx, variant, rate, round);
+          latency.push(run);
+          const l = run.measured.latencyMs;
+          ctx.log(
+            `    ${rate}/s ${variant.padEnd(7)} p50/p99/p99.9 ${fmt(l?.p50)}/${fmt(l?.p99)}/${fmt(l?.p999)} ms, ` +
+              `server ${fmt(run.cpuUsPerRequest, 0)} µs/req, GC max ${fmt(run.server.gc.all?.maxMs, 2)} ms, generator ${fmt(run.generator.percent, 0)}% CPU`,
+          );
+          await sleep(300);
+        }
+      }
+    }
+  }
+  if (phases.includes('closed')) {
+    ctx.log(`  hot path, closed loop: autocannon, ${CLOSED_CONNECTIONS} connections, ${TIME.closed} s each, ${ROUNDS} round(s)`);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const variant of order(round)) {
+        const run = await closedRun(ctx, variant, round);
+        closed.push(run);
+        ctx.log(`    ${variant.padEnd(7)} ${fmt(run.okPerSecond, 0)} req/s, p99 ${fmt(run.p99Ms, 0)} ms, peak RSS ${fmt((run.server.peakRssBytes ?? Number.NaN) / 2 ** 20)} MiB`);
+        await sleep(300);
+      }
+    }
+  }
+  if (phases.includes('burst')) {
+    const b = burstSchedule();
+    ctx.log(`  hot path, burst: ${b.preRate}/s for ${b.preS} s, ${b.rate}/s for ${b.seconds} s, ${b.recoveryRate}/s for ${b.graceS + b.recoveredS} s, ${BURST_CONNECTIONS} connections`);
+    for (let round = 0; round < BURST_ROUNDS; round++) {
+      for (const variant of order(round)) {
+        const run = await burstRun(ctx, variant, round);
+        burst.push(run);
+        const s = run.segments.find((x) => x.label === 'burst')!;
+        ctx.log(
+          `    ${variant.padEnd(7)} burst: ${s.ok} ok, ${s.shed} × 503 (${s.shedWithRetryAfter} with retry-after), ${s.otherStatus} other, ` +
+            `${s.errorCount} errors, ${s.unfinished} unanswered; p99 of answers ${fmt(s.latencyMs?.p99, 0)} ms`,
+        );
+        await sleep(300);
+      }
+    }
+  }
+  return {
+    date: new Date().toISOString(),
+    quick: QUICK,
+    rounds: ROUNDS,
+    downstreamHoldMs: DOWNSTREAM_HOLD_MS,
+    sidecarEnv: sidecarEnv('<downstream>'),
+    connections: { open: OPEN_CONNECTIONS, closed: CLOSED_CONNECTIONS, burst: BURST_CONNECTIONS },
+    burstSchedule: burstSchedule(),
+    durationsSeconds: TIME,
+    latency,
+    closed,
+    burst,
+    problems: ctx.problems,
+  };
+}
+
+/** For bench/run.ts: the phases with a downstream of their own (50 ms, no jitter), stopped at the end. */
+export async function hotPathPhase(log: (line: string) => void, phases: readonly Phase[] = PHASES): Promise<HotPathResults> {
+  const downstream = await startDownstream(DOWNSTREAM_HOLD_MS);
+  try {
+    return await runHotPath({ downstream, bodies: makeBodies(64), problems: [], log }, phases);
+  } finally {
+    await downstream.stop();
+  }
+}
+
+if (import.meta.main) {
+  const asked = process.argv.slice(2).filter((a): a is Phase => (PHASES as readonly string[]).includes(a));
+  const unknown = process.argv.slice(2).filter((a) => !(PHASES as readonly string[]).includes(a));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown phase(s) ${unknown.join(', ')}; phases: ${PHASES.join(', ')}\n`);
+    process.exit(2);
+  }
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+  const log = (line: string): void => void process.stdout.write(`${line}\n`);
+  try {
+    log(`hot path (issue 10)${QUICK ? ' — BENCH_QUICK: a smoke test, not a measurement' : ''}`);
+    const results = await hotPathPhase(log, asked.length > 0 ? asked : PHASES);
+    const dir = fileURLToPath(new URL('./results/', import.meta.url));
+    mkdirSync(dir, { recursive: true });
+    const summary = renderHotPath(results);
+    writeFileSync(`${dir}hot-path.json`, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(`${dir}hot-path.md`, summary);
+    log('');
+    log(summary);
+    log('written: bench/results/hot-path.json, bench/results/hot-path.md');
+    process.exit(0);
+  } catch (error) {
+    process.stderr.write(`hot path failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    killAll();
+    process.exit(1);
+  }
+}
