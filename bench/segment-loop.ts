@@ -63,8 +63,13 @@ export interface SegmentResult extends Outcomes {
   readonly label: string;
   readonly rate: number;
   readonly seconds: number;
-  /** 2xx answers per second of the segment's length. */
+  /** 2xx answers to this segment's requests, per second of the segment's length (late ones included). */
   readonly goodput: number;
+  /**
+   * 2xx answers (to any request) that arrived while the segment lasted, per
+   * second: what the server served under this segment's load, its backlog not included.
+   */
+  readonly servedPerSecond: number;
   /** How late the generator itself sent (actual − intended), ms. */
   readonly sendLagMs: Percentiles | null;
 }
@@ -296,7 +301,24 @@ export class SegmentLoop {
     };
   }
 
+  /** 2xx answers that arrived in each segment's wall-clock window (by intended schedule). */
+  private servedBySegment(): number[] {
+    const bounds: number[] = [];
+    let offset = 0;
+    for (const segment of this.options.segments) bounds.push((offset += segment.seconds * 1000));
+    const served = bounds.map(() => 0);
+    for (let i = 0; i < this.total; i++) {
+      const status = this.status[i]!;
+      if (status < 200 || status >= 300) continue;
+      const at = this.intended[i]! + this.latency[i]!;
+      const s = bounds.findIndex((end) => at < end);
+      if (s >= 0) served[s]!++;
+    }
+    return served;
+  }
+
   private result(): SegmentLoopResult {
+    const served = this.servedBySegment();
     const segments: SegmentResult[] = this.options.segments.map((segment, s) => {
       const from = this.starts[s]!;
       const to = this.starts[s + 1]!;
@@ -307,6 +329,7 @@ export class SegmentLoop {
         seconds: segment.seconds,
         ...outcomes,
         goodput: segment.seconds > 0 ? outcomes.ok / segment.seconds : 0,
+        servedPerSecond: segment.seconds > 0 ? served[s]! / segment.seconds : 0,
         sendLagMs: percentiles(this.lag.slice(from, Math.max(from, Math.min(to, this.sent)))),
       };
     });
