@@ -27,6 +27,8 @@ import { startOtlpSink } from './otlp-sink.ts';
 import { OpenLoop, type OpenLoopResult } from './open-loop.ts';
 import { cpuBetween, sampleProcess, type ProcSample } from './proc.ts';
 import { renderSummary } from './report.ts';
+import { hotPathPhase, type HotPathResults } from './hot-path.ts';
+import { hotPathVerdicts, renderHotPath } from './hot-path-report.ts';
 import { sleep } from './stats.ts';
 import type {
   BatchFigures,
@@ -532,6 +534,15 @@ async function main(): Promise<void> {
     notes.push(busy);
   }
 
+  // ---- issue 10, hot path (bench/hot-path.ts): the headline phase, first, with processes of its own.
+  // BENCH_SKIP_HOT_PATH=1 leaves it out; `node bench/hot-path.ts [phase]` runs it alone.
+  let hotPath: HotPathResults | null = null;
+  if (process.env.BENCH_SKIP_HOT_PATH !== '1') {
+    log('[0/5] hot path (issue 10): sidecar against the bare route, open loop at 1k/5k/10k, closed loop, 20k req/s burst');
+    hotPath = await hotPathPhase(log);
+  }
+  // ---- end of issue 10 hot path
+
   const downstream = await startDownstream(DOWNSTREAM_LATENCY_MS);
   let results: BenchResults;
   try {
@@ -623,9 +634,17 @@ async function main(): Promise<void> {
     await downstream.stop();
   }
   results.meta.wallSeconds = (performance.now() - started) / 1000;
-  const summary = renderSummary(results);
+  let summary = renderSummary(results);
+  // ---- issue 10, hot path: its section goes before the older phases, its figures into latest.json.
+  if (hotPath !== null) {
+    const at = summary.indexOf('\n## 1. ');
+    const section = renderHotPath(hotPath);
+    summary = at < 0 ? `${summary}\n${section}` : `${summary.slice(0, at + 1)}${section}\n${summary.slice(at + 1)}`;
+  }
+  const json = hotPath === null ? results : { ...results, hotPath, hotPathVerdicts: hotPathVerdicts(hotPath) };
+  // ---- end of issue 10 hot path
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(`${RESULTS_DIR}latest.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${RESULTS_DIR}latest.json`, `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(`${RESULTS_DIR}summary.md`, summary);
   writeFileSync(`${RESULTS_DIR}chart.svg`, renderChart(results));
   log('');
