@@ -175,6 +175,21 @@ export function hotPathVerdicts(r: HotPathResults): Verdict[] {
   return out;
 }
 
+/** Runs whose figures the generator itself may have bent: it sent late, or used most of a core. */
+export function generatorCaveats(r: HotPathResults): string[] {
+  const out: string[] = [];
+  const check = (label: string, lagP99: number | null | undefined, cpuPercent: number): void => {
+    const parts: string[] = [];
+    if (lagP99 !== null && lagP99 !== undefined && lagP99 > 50) parts.push(`sent late (send lag p99 ${num(lagP99, 0)} ms, counted in its latency)`);
+    if (cpuPercent >= 90) parts.push(`used ${num(cpuPercent, 0)}% of a core`);
+    if (parts.length > 0) out.push(`${label}: the generator ${parts.join(' and ')}`);
+  };
+  for (const run of r.latency) check(`open loop ${num(run.rate, 0)}/s ${run.variant} round ${run.round + 1}`, run.measured.sendLagMs?.p99, run.generator.percent);
+  for (const run of r.closed) check(`closed loop ${run.variant} round ${run.round + 1}`, null, run.generator.percent);
+  for (const run of r.burst) check(`burst ${run.variant} round ${run.round + 1}`, segment(run, 'burst')?.sendLagMs?.p99, run.generator.percent);
+  return out;
+}
+
 function verdictCell(pass: boolean | null): string {
   return pass === null ? NA : pass ? '**PASS**' : '**FAIL**';
 }
@@ -192,7 +207,7 @@ export function renderHotPath(r: HotPathResults): string {
   push(
     '## Hot path (issue 10): sidecar against the bare route, client side, open loop',
     '',
-    `${r.date} · ${r.rounds} round(s), bare and sidecar alternated, each run a fresh process under \`node --trace-gc\`` +
+    `${r.date} · ${r.cpus} CPUs, load average ${num(r.loadAverageAtStart, 2)} at start · ${r.rounds} round(s), bare and sidecar alternated, each run a fresh process under \`node --trace-gc\`` +
       (r.quick ? ' · **BENCH_QUICK: a smoke test, not a measurement**' : ''),
     '',
     `Load from bench/generator.ts in its own process; latency from each request's intended send time. Added p99 subtracts the ` +
@@ -205,6 +220,8 @@ export function renderHotPath(r: HotPathResults): string {
     ...verdicts.map((v) => `| ${v.name} | ${v.result} | ${v.target} | ${verdictCell(v.pass)} |`),
     '',
   );
+  const caveats = generatorCaveats(r);
+  if (caveats.length > 0) push('Read with care (the generator shares the CPUs with the server):', '', ...caveats.map((c) => `- ${c}`), '');
   if (r.latency.length > 0) {
     push(
       `### Open loop, ${r.connections.open} connections`,

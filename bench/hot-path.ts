@@ -24,6 +24,7 @@
  * The verdicts are printed by bench/hot-path-report.ts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { shardForKey } from '../src/actors/routing.ts';
 import { killAll, startBare, startDownstream, startSidecarChild, type Child, type Sidecar } from './children.ts';
@@ -141,6 +142,9 @@ export interface BurstRunFigures {
 
 export interface HotPathResults {
   readonly date: string;
+  /** 1-minute load average when the phase started (other work on the machine skews everything). */
+  readonly loadAverageAtStart: number;
+  readonly cpus: number;
   readonly quick: boolean;
   readonly rounds: number;
   readonly downstreamHoldMs: number;
@@ -361,6 +365,7 @@ async function burstRun(ctx: HotPathContext, variant: Variant, round: number): P
 const fmt = (n: number | null | undefined, d = 1): string => (n === null || n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(d));
 
 export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]): Promise<HotPathResults> {
+  const loadAverageAtStart = loadavg()[0]!;
   const latency: OpenRunFigures[] = [];
   const closed: ClosedRunFigures[] = [];
   const burst: BurstRunFigures[] = [];
@@ -410,6 +415,8 @@ export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]):
   }
   return {
     date: new Date().toISOString(),
+    loadAverageAtStart,
+    cpus: cpus().length,
     quick: QUICK,
     rounds: ROUNDS,
     downstreamHoldMs: DOWNSTREAM_HOLD_MS,
@@ -450,7 +457,7 @@ if (import.meta.main) {
   }
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
   try {
-    log(`hot path (issue 10)${QUICK ? ' — BENCH_QUICK: a smoke test, not a measurement' : ''}`);
+    log(`hot path (issue 10): ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(2)}${QUICK ? ' — BENCH_QUICK: a smoke test, not a measurement' : ''}`);
     const results = await hotPathPhase(log, asked.length > 0 ? asked : PHASES);
     const dir = fileURLToPath(new URL('./results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
