@@ -59,7 +59,8 @@ const TIME = QUICK
   ? { warmup: 1, latency: 2, closedWarmup: 0.5, closed: 2, drain: 5 }
   : { warmup: 3, latency: 10, closedWarmup: 2, closed: 10, drain: 10 };
 
-function extraSidecarEnv(): Record<string, string> {
+/** SIDECAR_ENV: a JSON object of extra sidecar variables (knobs to try), values as strings. */
+export function extraSidecarEnv(): Record<string, string> {
   const raw = process.env.SIDECAR_ENV;
   if (raw === undefined || raw === '') return {};
   const parsed = JSON.parse(raw) as Record<string, unknown>;

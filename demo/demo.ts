@@ -18,11 +18,12 @@
  * (DEMO_EXIT=1: drain and exit at once, for CI). About 20 s before that.
  *
  * Environment: DEMO_PORT (sidecar, default 8080), DEMO_CONNECTIONS (2000),
- * DEMO_LATENCY_MS (50), DEMO_JITTER_MS (10), the DEMO_* above, and any
- * sidecar variable (SHARD_COUNT, BATCH_MAX_SIZE, ...).
+ * DEMO_LATENCY_MS (50), DEMO_JITTER_MS (10), the DEMO_* above, any sidecar
+ * variable (SHARD_COUNT, BATCH_MAX_SIZE, ...), and SIDECAR_ENV (a JSON object of
+ * any other sidecar variables, as for bench/hot-path.ts).
  */
 import { histogram, histogramDelta, quantile, scrape, type Scrape } from '../bench/metrics.ts';
-import { makeBodies } from '../bench/hot-path.ts';
+import { extraSidecarEnv, makeBodies } from '../bench/hot-path.ts';
 import { runGenerator, type GeneratorEvent } from '../bench/generator-process.ts';
 import type { SecondResult, Segment, SegmentResult } from '../bench/segment-loop.ts';
 import { LegacyDownstream } from '../sim/legacy-downstream.ts';
@@ -48,7 +49,7 @@ for (const [name, value] of Object.entries(env)) {
     sidecarEnv[name] = value;
   }
 }
-const sidecar = await startSidecar({ ...sidecarEnv, PORT: port, HOST: '127.0.0.1', DOWNSTREAM_URL: downstream.url });
+const sidecar = await startSidecar({ ...sidecarEnv, ...extraSidecarEnv(), PORT: port, HOST: '127.0.0.1', DOWNSTREAM_URL: downstream.url });
 console.log(`\nlegacy downstream: ${downstream.url} (${latencyMs} ms ± ${jitterMs} ms per call)`);
 console.log(`sidecar:           ${sidecar.url}/process`);
 console.log(`load generator:    its own process, open loop, up to ${connections} connections\n`);
