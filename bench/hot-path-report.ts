@@ -232,17 +232,19 @@ export function renderHotPath(r: HotPathResults): string {
         const l = run.measured.latencyMs;
         const o = run.server.overhead;
         const e = run.server.eventLoop;
+        const m = run.server.eventLoopMetrics;
         return (
           `| ${num(run.rate, 0)} | ${run.variant} | ${run.round + 1} | ${num(l?.p50)} / ${num(l?.p99)} / ${num(l?.p999)} | ` +
           `${num(run.measured.ok, 0)}/${num(run.measured.sent, 0)} | ${num(run.cpuUsPerRequest, 0)} | ${gcCell(run)} | ` +
-          `${e === null ? '—' : `${num(e.p99Ms)} / ${num(e.maxMs)}`} | ${o === null ? '—' : `${num(o.p50Ms)} / ${o.p99Overflow ? '>' : ''}${num(o.p99Ms)}`} | ` +
+          `${e === null ? NA : `${num(e.p99Ms)} / ${num(e.maxMs)}`}${m === null ? '' : ` (${num(m.p99Ms)})`} | ${o === null ? '—' : `${num(o.p50Ms)} / ${o.p99Overflow ? '>' : ''}${num(o.p99Ms)}`} | ` +
           `${num(run.generator.percent, 0)}%, ${num(run.measured.sendLagMs?.p99)} ms |`
         );
       }),
       '',
       '`sidecar_overhead_seconds` starts at Fastify\'s request start: it cannot see the time a request waits in the socket while ' +
         'the event loop is busy (a GC pause, a long batch), which the client-side figures include. ' +
-        '² prom-client\'s nodejs_eventloop_lag_* of the sidecar over the window, less its 10 ms sampling interval.',
+        '² monitorEventLoopDelay at 10 ms resolution in both servers (bench/probe-preload.ts), less the 10 ms interval itself; ' +
+        'for the sidecar, prom-client\'s nodejs_eventloop_lag_p99 over the window (same method) in brackets.',
       '',
     );
   }
@@ -250,12 +252,12 @@ export function renderHotPath(r: HotPathResults): string {
     push(
       `### Closed loop, autocannon, ${r.connections.closed} connections`,
       '',
-      '| variant | round | req/s | p50 / p99 ms (closed loop) | server CPU µs/req | peak RSS MiB | GC max ms | generator CPU | errors / non-2xx |',
-      '|---|---|---|---|---|---|---|---|---|',
+      '| variant | round | req/s | p50 / p99 ms (closed loop) | server CPU µs/req | peak RSS MiB | GC max ms | event-loop delay p99 / max ms | generator CPU | errors / non-2xx |',
+      '|---|---|---|---|---|---|---|---|---|---|',
       ...r.closed.map(
         (run) =>
           `| ${run.variant} | ${run.round + 1} | ${num(run.okPerSecond, 0)} | ${num(run.p50Ms, 0)} / ${num(run.p99Ms, 0)} | ${num(run.cpuUsPerRequest, 0)} | ` +
-          `${num((run.server.peakRssBytes ?? Number.NaN) / 2 ** 20)} | ${num(run.server.gc.all?.maxMs)} | ${num(run.generator.percent, 0)}% | ${run.errors} / ${run.non2xx} |`,
+          `${num((run.server.peakRssBytes ?? Number.NaN) / 2 ** 20)} | ${num(run.server.gc.all?.maxMs)} | ${num(run.server.eventLoop?.p99Ms)} / ${num(run.server.eventLoop?.maxMs)} | ${num(run.generator.percent, 0)}% | ${run.errors} / ${run.non2xx} |`,
       ),
       '',
     );

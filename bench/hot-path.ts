@@ -103,7 +103,10 @@ export interface ServerFigures {
   readonly peakRssBytes: number | null;
   readonly gc: GcFigures;
   /** The sidecar only: prom-client's event-loop delay since the previous scrape. */
+  /** Event-loop delay over the window, the same probe in both variants (bench/probe-preload.ts). */
   readonly eventLoop: EventLoopFigures | null;
+  /** The sidecar only: prom-client's nodejs_eventloop_lag_* since the previous scrape, as a cross-check. */
+  readonly eventLoopMetrics: EventLoopFigures | null;
   readonly overhead: OverheadQuantiles | null;
   readonly callsPer1000: number | null;
 }
@@ -159,17 +162,45 @@ export interface HotPathResults {
   readonly problems: string[];
 }
 
+const PROBE = fileURLToPath(new URL('./probe-preload.ts', import.meta.url));
+
+/** The parent's side of bench/probe-preload.ts: SIGUSR2, then the next probe line on the child's stdout. */
+class EventLoopProbe {
+  private readonly waiting: ((figures: EventLoopFigures | null) => void)[] = [];
+
+  line(line: string): boolean {
+    if (!line.startsWith('{"probe":"event-loop"')) return false;
+    const figures = JSON.parse(line) as EventLoopFigures;
+    this.waiting.shift()?.(figures);
+    return true;
+  }
+
+  ask(pid: number): Promise<EventLoopFigures | null> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      try {
+        process.kill(pid, 'SIGUSR2');
+      } catch {
+        resolve(null);
+      }
+      setTimeout(() => resolve(null), 3000).unref();
+    });
+  }
+}
+
 interface Target {
   readonly child: Child | Sidecar;
   readonly gc: GcRecorder;
+  readonly probe: EventLoopProbe;
   readonly variant: Variant;
 }
 
 async function startTarget(variant: Variant, downstream: Child): Promise<Target> {
   const gc = new GcRecorder();
-  const options = { nodeArgs: ['--trace-gc'], onLine: (line: string) => gc.line(line) };
+  const probe = new EventLoopProbe();
+  const options = { nodeArgs: ['--trace-gc', '--import', PROBE], onLine: (line: string) => gc.line(line) || probe.line(line) };
   const child = variant === 'bare' ? await startBare(options) : await startSidecarChild(sidecarEnv(downstream.url), options);
-  return { child, gc, variant };
+  return { child, gc, probe, variant };
 }
 
 async function stopTarget(target: Target, label: string, problems: string[]): Promise<void> {
@@ -190,6 +221,7 @@ class Window {
   private p1: ProcSample | null = null;
   private g1 = 0;
   private s1: Promise<metrics.Scrape | null> = Promise.resolve(null);
+  private e1: Promise<EventLoopFigures | null> = Promise.resolve(null);
   private readonly target: Target;
 
   constructor(target: Target) {
@@ -199,17 +231,19 @@ class Window {
   open(): void {
     this.p0 = sampleProcess(this.target.child.pid);
     this.g0 = this.target.gc.mark();
+    void this.target.probe.ask(this.target.child.pid); // starts the probe's histogram afresh
     if (this.target.variant === 'sidecar') this.s0 = metrics.scrape(this.target.child.url);
   }
 
   close(): void {
     this.p1 = sampleProcess(this.target.child.pid);
     this.g1 = this.target.gc.mark();
+    this.e1 = this.target.probe.ask(this.target.child.pid);
     if (this.target.variant === 'sidecar') this.s1 = metrics.scrape(this.target.child.url);
   }
 
   async figures(): Promise<ServerFigures> {
-    const [before, after] = await Promise.all([this.s0, this.s1]);
+    const [before, after, eventLoop] = await Promise.all([this.s0, this.s1, this.e1]);
     // prom-client samples the event loop with monitorEventLoopDelay({ resolution: 10 }), whose
     // figures include the 10 ms timer interval (an idle loop reads p99 ≈ 10.2 ms): report the delay beyond it.
     const ms = (name: string): number | null => {
@@ -224,7 +258,8 @@ class Window {
       cpuSeconds: cpuBetween(this.p0, this.p1),
       peakRssBytes: this.p1?.hwmBytes ?? null,
       gc: this.target.gc.window(this.g0, this.g1),
-      eventLoop: after === null ? null : { p50Ms: ms('nodejs_eventloop_lag_p50_seconds'), p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') },
+      eventLoop,
+      eventLoopMetrics: after === null ? null : { p50Ms: ms('nodejs_eventloop_lag_p50_seconds'), p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') },
       overhead: h === null || h.count <= 0 ? null : { p50Ms: p50 === null ? null : p50.value * 1000, p99Ms: p99 === null ? null : p99.value * 1000, p99Overflow: p99?.overflow ?? false },
       callsPer1000: sizes === null || sizes.sum <= 0 ? null : (1000 * sizes.count) / sizes.sum,
     };
