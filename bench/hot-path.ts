@@ -21,25 +21,24 @@
  * BENCH_QUICK=1: a few seconds per phase, one round (smoke test, not a measurement).
  * HOT_PATH_ROUNDS (default 2), HOT_PATH_BURST_ROUNDS (default 1), HOT_PATH_RATES (e.g. "1000,5000"), SIDECAR_ENV
  * (JSON object of extra sidecar variables, e.g. '{"SHARD_COUNT":"2"}').
- * The verdicts are printed by bench/hot-path-report.ts.
+ * The servers under test and what is sampled from them: bench/server-under-test.ts;
+ * the verdicts and the summary: bench/hot-path-report.ts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { shardForKey } from '../src/actors/routing.ts';
-import { killAll, startBare, startDownstream, startSidecarChild, type Child, type Sidecar } from './children.ts';
-import { GcRecorder, type GcFigures } from './gc-trace.ts';
+import { killAll, startDownstream, type Child } from './children.ts';
 import { runGenerator, type GeneratorEvent } from './generator-process.ts';
 import type { GeneratorCpu } from './generator.ts';
 import { renderHotPath } from './hot-path-report.ts';
-import * as metrics from './metrics.ts';
-import { sampleProcess, cpuBetween, type ProcSample } from './proc.ts';
 import type { SecondResult, Segment, SegmentResult } from './segment-loop.ts';
+import { startTarget, stopTarget, Window, type ServerFigures, type Variant } from './server-under-test.ts';
 import { sleep } from './stats.ts';
 
 export type Phase = 'latency' | 'closed' | 'burst';
 export const PHASES: readonly Phase[] = ['latency', 'closed', 'burst'];
-export type Variant = 'bare' | 'sidecar';
+export type { Variant };
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ROUNDS = Math.max(1, Number(process.env.HOT_PATH_ROUNDS ?? (QUICK ? 1 : 2)));
@@ -48,7 +47,6 @@ const BURST_ROUNDS = Math.max(1, Number(process.env.HOT_PATH_BURST_ROUNDS ?? 1))
 const RATES = (process.env.HOT_PATH_RATES ?? '1000,5000,10000').split(',').map(Number).filter((n) => n > 0);
 export const DOWNSTREAM_HOLD_MS = 50;
 const OPEN_CONNECTIONS = 2000;
-const EVENT_LOOP_RESOLUTION_MS = 10;
 const CLOSED_CONNECTIONS = 4000;
 const BURST_CONNECTIONS = 4000;
 const BURST = { preRate: 1000, preS: 3, rate: 20_000, seconds: 10, recoveryRate: 1000, graceS: 2, recoveredS: 3 };
@@ -84,32 +82,6 @@ export function makeBodies(n: number): string[] {
   return bodies;
 }
 
-export interface EventLoopFigures {
-  readonly p50Ms: number | null;
-  readonly p99Ms: number | null;
-  readonly maxMs: number | null;
-}
-
-export interface OverheadQuantiles {
-  readonly p50Ms: number | null;
-  readonly p99Ms: number | null;
-  /** The p99 fell in the +Inf bucket: the true value is above p99Ms. */
-  readonly p99Overflow: boolean;
-}
-
-/** What the server under test did in a measured window (from /proc, --trace-gc and, for the sidecar, /metrics). */
-export interface ServerFigures {
-  readonly cpuSeconds: number | null;
-  readonly peakRssBytes: number | null;
-  readonly gc: GcFigures;
-  /** The sidecar only: prom-client's event-loop delay since the previous scrape. */
-  /** Event-loop delay over the window, the same probe in both variants (bench/probe-preload.ts). */
-  readonly eventLoop: EventLoopFigures | null;
-  /** The sidecar only: prom-client's nodejs_eventloop_lag_* since the previous scrape, as a cross-check. */
-  readonly eventLoopMetrics: EventLoopFigures | null;
-  readonly overhead: OverheadQuantiles | null;
-  readonly callsPer1000: number | null;
-}
 
 export interface OpenRunFigures {
   readonly variant: Variant;
@@ -162,109 +134,6 @@ export interface HotPathResults {
   readonly problems: string[];
 }
 
-const PROBE = fileURLToPath(new URL('./probe-preload.ts', import.meta.url));
-
-/** The parent's side of bench/probe-preload.ts: SIGUSR2, then the next probe line on the child's stdout. */
-class EventLoopProbe {
-  private readonly waiting: ((figures: EventLoopFigures | null) => void)[] = [];
-
-  line(line: string): boolean {
-    if (!line.startsWith('{"probe":"event-loop"')) return false;
-    const figures = JSON.parse(line) as EventLoopFigures;
-    this.waiting.shift()?.(figures);
-    return true;
-  }
-
-  ask(pid: number): Promise<EventLoopFigures | null> {
-    return new Promise((resolve) => {
-      this.waiting.push(resolve);
-      try {
-        process.kill(pid, 'SIGUSR2');
-      } catch {
-        resolve(null);
-      }
-      setTimeout(() => resolve(null), 3000).unref();
-    });
-  }
-}
-
-interface Target {
-  readonly child: Child | Sidecar;
-  readonly gc: GcRecorder;
-  readonly probe: EventLoopProbe;
-  readonly variant: Variant;
-}
-
-async function startTarget(variant: Variant, downstream: Child): Promise<Target> {
-  const gc = new GcRecorder();
-  const probe = new EventLoopProbe();
-  const options = { nodeArgs: ['--trace-gc', '--import', PROBE], onLine: (line: string) => gc.line(line) || probe.line(line) };
-  const child = variant === 'bare' ? await startBare(options) : await startSidecarChild(sidecarEnv(downstream.url), options);
-  return { child, gc, probe, variant };
-}
-
-async function stopTarget(target: Target, label: string, problems: string[]): Promise<void> {
-  const exit = await target.child.stop(20_000);
-  if (target.variant === 'sidecar') {
-    const seen = new Set<string>();
-    for (const line of (target.child as Sidecar).problems()) if (!seen.has(line)) seen.add(line);
-    for (const line of [...seen].slice(0, 5)) problems.push(`${label}: sidecar logged: ${line}`);
-  }
-  if (exit.code !== 0) problems.push(`${label}: ${target.variant} exited ${JSON.stringify(exit)}`);
-}
-
-/** Samples /proc, the GC trace and /metrics when the measured window opens and closes. */
-class Window {
-  private p0: ProcSample | null = null;
-  private g0 = 0;
-  private s0: Promise<metrics.Scrape | null> = Promise.resolve(null);
-  private p1: ProcSample | null = null;
-  private g1 = 0;
-  private s1: Promise<metrics.Scrape | null> = Promise.resolve(null);
-  private e1: Promise<EventLoopFigures | null> = Promise.resolve(null);
-  private readonly target: Target;
-
-  constructor(target: Target) {
-    this.target = target;
-  }
-
-  open(): void {
-    this.p0 = sampleProcess(this.target.child.pid);
-    this.g0 = this.target.gc.mark();
-    void this.target.probe.ask(this.target.child.pid); // starts the probe's histogram afresh
-    if (this.target.variant === 'sidecar') this.s0 = metrics.scrape(this.target.child.url);
-  }
-
-  close(): void {
-    this.p1 = sampleProcess(this.target.child.pid);
-    this.g1 = this.target.gc.mark();
-    this.e1 = this.target.probe.ask(this.target.child.pid);
-    if (this.target.variant === 'sidecar') this.s1 = metrics.scrape(this.target.child.url);
-  }
-
-  async figures(): Promise<ServerFigures> {
-    const [before, after, eventLoop] = await Promise.all([this.s0, this.s1, this.e1]);
-    // prom-client samples the event loop with monitorEventLoopDelay({ resolution: 10 }), whose
-    // figures include the 10 ms timer interval (an idle loop reads p99 ≈ 10.2 ms): report the delay beyond it.
-    const ms = (name: string): number | null => {
-      const v = metrics.sum(after, name);
-      return v === null ? null : Math.max(0, v * 1000 - EVENT_LOOP_RESOLUTION_MS);
-    };
-    const h = metrics.histogramDelta(metrics.histogram(before, 'sidecar_overhead_seconds'), metrics.histogram(after, 'sidecar_overhead_seconds'));
-    const p50 = metrics.quantile(h, 0.5);
-    const p99 = metrics.quantile(h, 0.99);
-    const sizes = metrics.histogramDelta(metrics.histogram(before, 'sidecar_batch_size'), metrics.histogram(after, 'sidecar_batch_size'));
-    return {
-      cpuSeconds: cpuBetween(this.p0, this.p1),
-      peakRssBytes: this.p1?.hwmBytes ?? null,
-      gc: this.target.gc.window(this.g0, this.g1),
-      eventLoop,
-      eventLoopMetrics: after === null ? null : { p50Ms: ms('nodejs_eventloop_lag_p50_seconds'), p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') },
-      overhead: h === null || h.count <= 0 ? null : { p50Ms: p50 === null ? null : p50.value * 1000, p99Ms: p99 === null ? null : p99.value * 1000, p99Overflow: p99?.overflow ?? false },
-      callsPer1000: sizes === null || sizes.sum <= 0 ? null : (1000 * sizes.count) / sizes.sum,
-    };
-  }
-}
 
 /** bare, sidecar in odd rounds; sidecar, bare in even ones, so drift in the machine's load hits both. */
 function order(round: number): Variant[] {
@@ -287,7 +156,7 @@ function noteOutcomes(label: string, s: SegmentResult, problems: string[]): void
 }
 
 async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, round: number): Promise<OpenRunFigures> {
-  const target = await startTarget(variant, ctx.downstream);
+  const target = await startTarget(variant, sidecarEnv(ctx.downstream.url));
   const window = new Window(target);
   const label = `latency ${rate}/s ${variant} round ${round + 1}`;
   try {
@@ -324,7 +193,7 @@ async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, r
 }
 
 async function closedRun(ctx: HotPathContext, variant: Variant, round: number): Promise<ClosedRunFigures> {
-  const target = await startTarget(variant, ctx.downstream);
+  const target = await startTarget(variant, sidecarEnv(ctx.downstream.url));
   const window = new Window(target);
   const label = `closed ${variant} round ${round + 1}`;
   try {
@@ -369,7 +238,7 @@ export function burstSchedule(): typeof BURST {
 }
 
 async function burstRun(ctx: HotPathContext, variant: Variant, round: number): Promise<BurstRunFigures> {
-  const target = await startTarget(variant, ctx.downstream);
+  const target = await startTarget(variant, sidecarEnv(ctx.downstream.url));
   const window = new Window(target);
   const label = `burst ${variant} round ${round + 1}`;
   const b = burstSchedule();
