@@ -38,6 +38,8 @@ async function sendAndSettle(
   let status = 0;
   try {
     const headers = observer.dispatching(batch);
+    batch.sentAt = queue.now();
+    if (batch.firstSentAt < 0) batch.firstSentAt = batch.sentAt;
     const answer = await downstream.send({
       batchId: batch.id,
       shard: batch.shard,
