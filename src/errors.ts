@@ -98,4 +98,6 @@ export const SidecarErrors = {
 export interface SidecarError extends Error {
   readonly code: string;
   readonly statusCode: number;
+  /** For a 503 that tells the caller when to come back: the estimated wait, seconds (null: unknown). */
+  retryAfterSeconds?: number | null;
 }

@@ -114,8 +114,11 @@ export class Batcher {
   /** Queues the item on its shard, or says at once why it was refused (nothing queued then). */
   submit(shard: number, item: Item): SidecarError | null {
     if (!this.accepting) return new SidecarErrors.SIDECAR_ERR_DRAINING();
-    if (!this.queues[shard].offer(item)) return new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard);
-    return null;
+    const queue = this.queues[shard];
+    if (queue.offer(item)) return null;
+    const refusal: SidecarError = new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard);
+    refusal.retryAfterSeconds = queue.drainSeconds();
+    return refusal;
   }
 
   /**

@@ -29,6 +29,7 @@
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
+import { DrainRate } from './drain-rate.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal =
@@ -64,6 +65,8 @@ export class ShardQueue {
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
   readonly inflight = new Map<string, Batch>();
+  /** Items drained per second of busy time, recently (for the queue-full retry-after). */
+  readonly drainRate = new DrainRate();
 
   private readonly options: ShardQueueOptions;
   private open: Batch | null = null;
@@ -73,6 +76,8 @@ export class ShardQueue {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepAt = Infinity;
   private lastSweep = -Infinity;
+  /** When the shard last went from no call in flight to one. */
+  private busySince = 0;
 
   constructor(options: ShardQueueOptions) {
     this.options = options;
@@ -110,6 +115,14 @@ export class ShardQueue {
     if (item.deadline < this.sweepAt) this.armSweep(item.deadline);
     if (signal !== null) this.target?.send(signal);
     return true;
+  }
+
+  /**
+   * Seconds until the items waiting now would have left at the shard's recent
+   * drain rate; null until a call has been timed (ADR 0015).
+   */
+  drainSeconds(): number | null {
+    return this.drainRate.secondsFor(this.waiting);
   }
 
   /** Monotonic ms of the open batch's first item, or null when none is open. */
@@ -151,6 +164,7 @@ export class ShardQueue {
       if (batch.live !== batch.items.length) removeSettled(batch);
       this.waiting -= batch.live;
       batch.abort = new AbortController();
+      if (this.inflight.size === 0) this.busySince = this.now();
       this.inflight.set(batch.id, batch);
       return batch;
     }
@@ -159,6 +173,8 @@ export class ShardQueue {
 
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
+    const batch = this.inflight.get(batchId);
+    if (batch !== undefined) this.drainRate.record(batch.items.length, this.now(), this.busySince);
     this.inflight.delete(batchId);
     if (this.ready.length > 0 || this.draining) this.target?.send(DONE);
   }
