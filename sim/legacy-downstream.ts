@@ -42,6 +42,8 @@ export interface LegacyOptions {
   faultShard: string | null;
   /** Keep each batch's items and headers (tests); benchmarks leave it off. */
   record: boolean;
+  /** When set, an object item with this field gets `{ error: <the field's value> }` as its result instead of the echo. */
+  rejectField: string | null;
 }
 
 export interface ReceivedBatch {
@@ -63,6 +65,7 @@ const DEFAULTS: LegacyOptions = {
   behaviour: 'ok',
   faultShard: null,
   record: false,
+  rejectField: null,
 };
 
 export class LegacyDownstream {
@@ -174,7 +177,10 @@ export class LegacyDownstream {
       if (behaviour === 'not-json') payload = '<html>oops</html>';
       else if (behaviour === 'not-array') payload = '{"results":[]}';
       else {
-        const results = items.map((item) => ({ echo: item }));
+        const rejectField = this.options.rejectField;
+        const results = items.map((item) =>
+          rejectField !== null && field(item, rejectField) !== undefined ? { error: field(item, rejectField) } : { echo: item },
+        );
         if (behaviour === 'wrong-length') results.pop();
         try {
           payload = JSON.stringify(results);
@@ -201,6 +207,11 @@ export class LegacyDownstream {
     this.inflightByShard.set(shard, now);
     if (now > (this.maxInflightByShard.get(shard) ?? 0)) this.maxInflightByShard.set(shard, now);
   }
+}
+
+/** An object item's field, or undefined. */
+function field(item: unknown, name: string): unknown {
+  return typeof item === 'object' && item !== null && !Array.isArray(item) ? (item as Record<string, unknown>)[name] : undefined;
 }
 
 if (import.meta.main) {

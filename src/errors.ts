@@ -91,6 +91,7 @@ export const SidecarErrors = {
     Error,
     NO_STACK,
   ),
+  SIDECAR_ERR_ITEM_REJECTED: createError('SIDECAR_ERR_ITEM_REJECTED', '%s', 422, Error, NO_STACK),
   SIDECAR_ERR_INTERNAL: createError('SIDECAR_ERR_INTERNAL', 'Batch handling failed: %s', 500),
 } as const;
 

@@ -17,6 +17,7 @@ import type { Config } from '../config.ts';
 import type { Downstream } from '../downstream/client.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
+import type { DispatchPolicy } from './dispatch-batch.ts';
 import { shardForBytes } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -24,7 +25,8 @@ import { supervisorMachine } from './supervisor.machine.ts';
 export type BatcherConfig = Pick<
   Config,
   'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
->;
+> &
+  Partial<Pick<Config, 'itemErrorField'>>;
 
 export interface BatcherOptions {
   readonly config: BatcherConfig;
@@ -66,6 +68,9 @@ export class Batcher {
   }: BatcherOptions) {
     this.shardCount = config.shardCount;
     const batchIdPrefix = randomBytes(4).toString('hex');
+    const policy: DispatchPolicy = Object.freeze({
+      itemErrorField: config.itemErrorField ?? null,
+    });
     this.queues = Array.from(
       { length: config.shardCount },
       (_, index) =>
@@ -87,6 +92,7 @@ export class Batcher {
           observer,
           batchMaxWaitMs: config.batchMaxWaitMs,
           maxInflightBatches: config.maxInflightBatches,
+          policy,
         })),
       },
     });

@@ -41,7 +41,7 @@
 import { setup } from 'xstate';
 import type { Downstream } from '../downstream/client.ts';
 import type { BatchObserver } from './batch.ts';
-import { dispatchBatch } from './dispatch-batch.ts';
+import { dispatchBatch, type DispatchPolicy } from './dispatch-batch.ts';
 import type { ShardQueue, ShardSignal } from './shard-queue.ts';
 
 export interface ShardInput {
@@ -50,6 +50,8 @@ export interface ShardInput {
   readonly observer: BatchObserver;
   readonly batchMaxWaitMs: number;
   readonly maxInflightBatches: number;
+  /** Per-item errors and bisection of failed batches (both off by default). */
+  readonly policy?: DispatchPolicy;
 }
 
 export type ShardEvent = ShardSignal | { readonly type: 'shard.drain' };
@@ -83,11 +85,11 @@ export const shardMachine = setup({
       context.queue.seal('drain');
     },
     dispatchReady: ({ context }) => {
-      const { queue, downstream, observer, maxInflightBatches } = context;
+      const { queue, downstream, observer, maxInflightBatches, policy } = context;
       while (queue.inflight.size < maxInflightBatches) {
         const batch = queue.takeReady();
         if (batch === undefined) break;
-        void dispatchBatch({ batch, queue, downstream, observer }).then(() => queue.finish(batch.id));
+        void dispatchBatch({ batch, queue, downstream, observer, policy }).then(() => queue.finish(batch.id));
       }
     },
     stopSweeper: ({ context }) => context.queue.stop(),
