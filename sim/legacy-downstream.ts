@@ -42,6 +42,8 @@ export interface LegacyOptions {
   faultShard: string | null;
   /** Keep each batch's items and headers (tests); benchmarks leave it off. */
   record: boolean;
+  /** When set, a batch holding an object item whose field of this name is truthy is answered 500 whole (a poison item). */
+  poisonField: string | null;
   /** When set, an object item with this field gets `{ error: <the field's value> }` as its result instead of the echo. */
   rejectField: string | null;
 }
@@ -65,6 +67,7 @@ const DEFAULTS: LegacyOptions = {
   behaviour: 'ok',
   faultShard: null,
   record: false,
+  poisonField: null,
   rejectField: null,
 };
 
@@ -169,7 +172,11 @@ export class LegacyDownstream {
         request.socket.destroy();
         return;
       }
-      if (behaviour === 'status-500' || (failureRate > 0 && Math.random() < failureRate)) {
+      if (
+        behaviour === 'status-500' ||
+        (failureRate > 0 && Math.random() < failureRate) ||
+        (this.options.poisonField !== null && items.some((item) => field(item, this.options.poisonField!)))
+      ) {
         response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"legacy failure"}');
         return;
       }

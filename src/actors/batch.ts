@@ -69,11 +69,22 @@ export class Batch {
   observation: unknown = null;
   /** The ItemSink's own slot (what its answers share), opaque to the batcher. */
   sinkSlot: unknown = null;
+  /** The failed batch this one is a half of (bisection, ADR 0014); null for a batch sealed by the shard. */
+  readonly bisectedFrom: Batch | null;
+  /** Halvings since the batch the shard sealed: 0 for it, 1 for its halves, and so on. */
+  readonly bisectDepth: number;
 
-  constructor(id: string, shard: number, openedAt: number) {
+  constructor(id: string, shard: number, openedAt: number, bisectedFrom: Batch | null = null) {
     this.id = id;
     this.shard = shard;
     this.openedAt = openedAt;
+    this.bisectedFrom = bisectedFrom;
+    this.bisectDepth = bisectedFrom === null ? 0 : bisectedFrom.bisectDepth + 1;
+    if (bisectedFrom !== null) {
+      this.trigger = bisectedFrom.trigger;
+      this.firstSentAt = bisectedFrom.firstSentAt;
+      this.priorDownstreamMs = bisectedFrom.priorDownstreamMs + bisectedFrom.downstreamMs;
+    }
   }
 
   add(item: Item): void {

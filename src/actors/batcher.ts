@@ -26,7 +26,7 @@ export type BatcherConfig = Pick<
   Config,
   'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
 > &
-  Partial<Pick<Config, 'itemErrorField'>>;
+  Partial<Pick<Config, 'itemErrorField' | 'isolateFailedBatches'>>;
 
 export interface BatcherOptions {
   readonly config: BatcherConfig;
@@ -70,6 +70,7 @@ export class Batcher {
     const batchIdPrefix = randomBytes(4).toString('hex');
     const policy: DispatchPolicy = Object.freeze({
       itemErrorField: config.itemErrorField ?? null,
+      isolateFailedBatches: config.isolateFailedBatches ?? false,
     });
     this.queues = Array.from(
       { length: config.shardCount },

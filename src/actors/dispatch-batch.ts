@@ -6,10 +6,16 @@
  * every item is settled; it never rejects, so a failure in here cannot take the
  * shard down.
  *
- * An opt-in policy changes what "settle" means:
+ * Two opt-in policies change what "settle" means:
  * - ITEM_ERROR_FIELD: a result that is a JSON object carrying that field (not
  *   null) fails its own caller with 422 SIDECAR_ERR_ITEM_REJECTED; the other
  *   results of the batch are answered as usual.
+ * - ISOLATE_FAILED_BATCHES: a batch the downstream answered with a non-2xx
+ *   status or a body that fails the checks is not failed whole: its items go
+ *   back to the shard in two halves (ShardQueue.bisect), sent again like any
+ *   batch, recursively, so that only an item that fails alone gets the 502.
+ *   Connection errors and timeouts fail the batch as before: the downstream is
+ *   down, not the items (ADR 0014).
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import type { Downstream } from '../downstream/client.ts';
@@ -20,9 +26,11 @@ import type { ShardQueue } from './shard-queue.ts';
 export interface DispatchPolicy {
   /** ITEM_ERROR_FIELD, or null: every result passes through unchanged. */
   readonly itemErrorField: string | null;
+  /** ISOLATE_FAILED_BATCHES. */
+  readonly isolateFailedBatches: boolean;
 }
 
-export const DEFAULT_POLICY: DispatchPolicy = Object.freeze({ itemErrorField: null });
+export const DEFAULT_POLICY: DispatchPolicy = Object.freeze({ itemErrorField: null, isolateFailedBatches: false });
 
 export interface DispatchInput {
   readonly batch: Batch;
@@ -80,8 +88,10 @@ async function sendAndSettle(
       }
       return outcome(batch, status, null);
     }
-    for (const item of items) queue.reject(item, answer.error, batch);
-    return outcome(batch, status, answer.error);
+    const result = outcome(batch, status, answer.error);
+    if (policy.isolateFailedBatches && batch.live > 1 && isItemsFault(answer.error)) queue.bisect(batch);
+    else for (const item of items) queue.reject(item, answer.error, batch);
+    return result;
   } catch (cause) {
     // Containment: whatever broke while handling this batch fails its own
     // callers (those not answered yet) and nothing else.
@@ -89,6 +99,15 @@ async function sendAndSettle(
     for (const item of items) queue.reject(item, error, batch);
     return outcome(batch, status, error);
   }
+}
+
+/**
+ * Could the items be the cause? A status or a body the checks refused may come
+ * from one bad item; a connection error or a timeout says the downstream is
+ * down (or slow), and resending halves would only multiply the load on it.
+ */
+function isItemsFault(error: SidecarError): boolean {
+  return error.code === 'SIDECAR_ERR_DOWNSTREAM_STATUS' || error.code === 'SIDECAR_ERR_DOWNSTREAM_BAD_BODY';
 }
 
 /** The 422 for a result that is a JSON object carrying `field` (not null); null for any other result. */

@@ -21,6 +21,11 @@
  *   (504); expired items leave the batch before it is dispatched, and an
  *   in-flight batch whose items have all been settled has its call aborted.
  *
+ * - With ISOLATE_FAILED_BATCHES, a batch the downstream failed (non-2xx, bad
+ *   body) hands its live items to two halves (`bisect`), which wait in their
+ *   own FIFO and leave before any sealed batch, taking in-flight slots like
+ *   any batch; their items count as waiting again until then (ADR 0014).
+ *
  * The machine is told only about state changes, never per item: `batch.opened`
  * when an empty shard receives its first item (start the window),
  * `batch.sealed` when the size or byte cap sealed a batch (dispatch now), and
@@ -71,6 +76,8 @@ export class ShardQueue {
   private readonly options: ShardQueueOptions;
   private open: Batch | null = null;
   private readonly ready = new Fifo<Batch>();
+  /** Halves of bisected batches, sent before the sealed batches in `ready`. */
+  private readonly halves = new Fifo<Batch>();
   private sequence = 0;
   private target: ShardSignalTarget | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -131,12 +138,12 @@ export class ShardQueue {
   }
 
   get readyCount(): number {
-    return this.ready.length;
+    return this.ready.length + this.halves.length;
   }
 
-  /** Nothing waits: no open batch and no sealed batch waiting for a slot. */
+  /** Nothing waits: no open batch and no sealed batch (or half) waiting for a slot. */
   get isEmpty(): boolean {
-    return this.open === null && this.ready.length === 0;
+    return this.open === null && this.ready.length === 0 && this.halves.length === 0;
   }
 
   /** Moves the open batch, if any, to the ready FIFO. */
@@ -154,7 +161,7 @@ export class ShardQueue {
    */
   takeReady(): Batch | undefined {
     let batch: Batch | undefined;
-    while ((batch = this.ready.shift()) !== undefined) {
+    while ((batch = this.halves.shift() ?? this.ready.shift()) !== undefined) {
       // The sweep may not have run yet for an item that has just expired.
       const now = this.now();
       for (const item of batch.items) {
@@ -176,7 +183,31 @@ export class ShardQueue {
     const batch = this.inflight.get(batchId);
     if (batch !== undefined) this.drainRate.record(batch.items.length, this.now(), this.busySince);
     this.inflight.delete(batchId);
-    if (this.ready.length > 0 || this.draining) this.target?.send(DONE);
+    if (this.ready.length > 0 || this.halves.length > 0 || this.draining) this.target?.send(DONE);
+  }
+
+  /**
+   * Splits a failed batch whose call is over into two halves of its live items,
+   * in order, which wait ahead of the sealed batches (ADR 0014). The batch
+   * keeps no item: from now on its halves answer them. Call before `finish`,
+   * which then has the machine dispatch the halves.
+   */
+  bisect(batch: Batch): void {
+    const live: Item[] = [];
+    for (const item of batch.items) if (!item.settled) live.push(item);
+    batch.items.length = 0;
+    batch.live = 0;
+    const middle = Math.ceil(live.length / 2);
+    this.addHalf(batch, live, 0, middle, '.1');
+    this.addHalf(batch, live, middle, live.length, '.2');
+  }
+
+  private addHalf(parent: Batch, items: Item[], from: number, to: number, suffix: string): void {
+    if (from === to) return;
+    const half = new Batch(`${parent.id}${suffix}`, this.index, parent.openedAt, parent);
+    for (let i = from; i < to; i++) half.add(items[i]);
+    this.waiting += half.live;
+    this.halves.push(half);
   }
 
   resolve(item: Item, result: unknown, batch: Batch): void {
@@ -208,6 +239,7 @@ export class ShardQueue {
     }
     this.open = null;
     while (this.ready.shift() !== undefined);
+    while (this.halves.shift() !== undefined);
     return count;
   }
 
@@ -249,6 +281,7 @@ export class ShardQueue {
   private *batches(): IterableIterator<Batch> {
     if (this.open !== null) yield this.open;
     yield* this.ready;
+    yield* this.halves;
     yield* this.inflight.values();
   }
 
