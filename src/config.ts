@@ -2,7 +2,7 @@
  * Configuration: one typed, frozen object read from the environment once at
  * startup. The rest of the service receives this object and never reads
  * `process.env` itself. Every variable is described once, in VARIABLES below;
- * `--help` prints that table and docs/configuration.md mirrors it.
+ * `--help` prints that table and the README's Configuration table mirrors it.
  */
 
 export interface Config {
