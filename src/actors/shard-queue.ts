@@ -9,8 +9,9 @@
  *                    ≤ BATCH_MAX_BYTES body)        for a slot)          ≤ MAX_INFLIGHT_BATCHES)
  *
  * Invariants:
- * - `waiting` counts unsettled items in the open batch and the ready FIFO; an
- *   offer is refused once it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
+ * - `waiting` counts unsettled items in the open batch, the ready FIFO and the
+ *   halves of bisected batches waiting to be resent; an offer is refused once
+ *   it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
  * - A batch never holds more than BATCH_MAX_SIZE items nor a body over
  *   BATCH_MAX_BYTES: the size check seals the batch the moment it is full, and
  *   an item that would overflow the byte cap seals the batch before it and
@@ -20,7 +21,6 @@
  *   already settled. A deadline sweep settles expired items wherever they are
  *   (504); expired items leave the batch before it is dispatched, and an
  *   in-flight batch whose items have all been settled has its call aborted.
- *
  * - With ISOLATE_FAILED_BATCHES, a batch the downstream failed (non-2xx, bad
  *   body) hands its live items to two halves (`bisect`), which wait in their
  *   own FIFO and leave before any sealed batch, taking in-flight slots like
@@ -65,7 +65,7 @@ export interface ShardSignalTarget {
 export class ShardQueue {
   readonly index: number;
   readonly now: () => number;
-  /** Unsettled items in the open batch and the ready FIFO. */
+  /** Unsettled items in the open batch, the ready FIFO and the halves waiting to be resent. */
   waiting = 0;
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
