@@ -63,7 +63,8 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { server
     const elapsed = reply.elapsedTime;
     const ended = batch.downstreamMs !== 0;
     if (!ended && !serverTiming) return;
-    const downstreamMs = batch.downstreamMsAt(performance.now());
+    // The clock is read only for a call still running (a deadline passed mid-call).
+    const downstreamMs = batch.downstreamMsAt(batch.answered ? 0 : performance.now());
     if (ended) metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
     if (serverTiming) {
       reply.header('server-timing', `queue;dur=${ms(batch.firstSentAt - item.acceptedAt)}${sharedTiming(batch, downstreamMs)}${ms(elapsed - downstreamMs)}`);
