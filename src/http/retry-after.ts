@@ -12,10 +12,13 @@ const VALUES = Array.from({ length: RETRY_AFTER_MAX_SECONDS + 1 }, (_, seconds) 
 
 /**
  * The header value for a wait of `seconds`: ceil, clamped to 1..60. An
- * unknown wait (null, undefined, NaN) gives the minimum.
+ * unknown wait (null, undefined, NaN) gives the minimum. The wait is taken to
+ * a tenth of a second before the ceil: an estimate of 6.02 s (60 items at a
+ * measured 9.97 items/s, the few ms each call spends outside the downstream)
+ * says 6, not 7; 6.3 s says 7.
  */
 export function retryAfterValue(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !(seconds > RETRY_AFTER_MIN_SECONDS)) return VALUES[RETRY_AFTER_MIN_SECONDS];
   if (seconds >= RETRY_AFTER_MAX_SECONDS) return VALUES[RETRY_AFTER_MAX_SECONDS];
-  return VALUES[Math.ceil(seconds)];
+  return VALUES[Math.ceil(Math.round(seconds * 10) / 10)];
 }
