@@ -70,7 +70,7 @@ export class ShardQueue {
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
   readonly inflight = new Map<string, Batch>();
-  /** Items drained per second of busy time, recently (for the queue-full retry-after). */
+  /** Calls completed per second of busy time, recently (for the queue-full retry-after). */
   readonly drainRate = new DrainRate();
 
   private readonly options: ShardQueueOptions;
@@ -126,10 +126,12 @@ export class ShardQueue {
 
   /**
    * Seconds until the items waiting now would have left at the shard's recent
-   * drain rate; null until a call has been timed (ADR 0015).
+   * drain rate: the batches they wait in (open, sealed, halves) at the recent
+   * calls per second; null until a call has been timed (ADR 0015).
    */
   drainSeconds(): number | null {
-    return this.drainRate.secondsFor(this.waiting);
+    if (this.waiting === 0) return 0;
+    return this.drainRate.secondsFor(this.ready.length + this.halves.length + (this.open === null ? 0 : 1));
   }
 
   /** Monotonic ms of the open batch's first item, or null when none is open. */
@@ -180,9 +182,7 @@ export class ShardQueue {
 
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
-    const batch = this.inflight.get(batchId);
-    if (batch !== undefined) this.drainRate.record(batch.items.length, this.now(), this.busySince);
-    this.inflight.delete(batchId);
+    if (this.inflight.delete(batchId)) this.drainRate.record(this.now(), this.busySince);
     if (this.ready.length > 0 || this.halves.length > 0 || this.draining) this.target?.send(DONE);
   }
 

@@ -13,15 +13,15 @@ describe('retry-after on a full queue', () => {
   let sidecar: SidecarProcess;
 
   beforeAll(async () => {
-    // One item per call, one call at a time, 100 ms each: 10 items/s.
-    downstream = await LegacyDownstream.start({ latencyMs: 100 });
+    // Ten items per call, one call at a time, 1 s each: 10 items/s.
+    downstream = await LegacyDownstream.start({ latencyMs: 1000 });
     sidecar = await startSidecar({
       DOWNSTREAM_URL: downstream.url,
       SHARD_COUNT: '1',
-      BATCH_MAX_SIZE: '1',
+      BATCH_MAX_SIZE: '10',
       MAX_INFLIGHT_BATCHES: '1',
       MAX_QUEUE_PER_SHARD: '60',
-      BATCH_MAX_WAIT_MS: '1',
+      BATCH_MAX_WAIT_MS: '50',
     });
   });
   afterAll(async () => {
@@ -31,28 +31,25 @@ describe('retry-after on a full queue', () => {
 
   it('says 1 until a rate is measured, then ceil(waiting ÷ drain rate): ~6 s for 60 items at 10 items/s', async () => {
     const held: Promise<Answer>[] = [];
-    // 1 in flight + 60 waiting fill the shard; the next one is refused.
-    for (let id = 0; id < 61; id++) held.push(post(sidecar.url, { id }));
+    // 10 in flight + 60 waiting fill the shard; the next one is refused.
+    for (let id = 0; id < 70; id++) held.push(post(sidecar.url, { id }));
     await sleep(50);
     const early = await post(sidecar.url, { id: 'early' });
     expect(early.status).toBe(503);
     expect(early.body).toMatchObject({ code: 'SIDECAR_ERR_QUEUE_FULL' });
     expect(early.headers['retry-after']).toBe('1');
 
-    // A few calls later the rate is known; top the queue up to 60 again.
-    await sleep(450);
-    const refused: Answer[] = [];
-    for (let id = 100; refused.length === 0 && id < 120; id++) {
-      const answer = post(sidecar.url, { id });
-      const first = await Promise.race([answer, sleep(30).then(() => null)]);
-      if (first === null) held.push(answer);
-      else if (first.status === 503) refused.push(first);
-      else held.push(answer);
-    }
+    // Once a call has ended the rate is known; top the queue up to 60 again.
+    await sleep(1200);
+    // Ten places are free again: send eleven at once, so ten fill one batch and one is refused.
+    const topUp = Array.from({ length: 11 }, (_, i) => post(sidecar.url, { id: 100 + i }));
+    const settled = await Promise.all(topUp.map((answer) => Promise.race([answer, sleep(200).then(() => null)])));
+    const refused = settled.filter((answer): answer is Answer => answer !== null && answer.status === 503);
+    held.push(...topUp.filter((_, i) => settled[i] === null));
     expect(refused).toHaveLength(1);
     const seconds = Number(refused[0].headers['retry-after']);
-    expect(seconds).toBeGreaterThanOrEqual(5);
-    expect(seconds).toBeLessThanOrEqual(8);
+    expect(seconds).toBeGreaterThanOrEqual(6);
+    expect(seconds).toBeLessThanOrEqual(7);
 
     const answers = await Promise.all(held);
     expect(answers.every((answer) => answer.status === 200)).toBe(true);
