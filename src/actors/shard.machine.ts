@@ -17,7 +17,9 @@
  *   state changes: `batch.opened` (first item of an empty shard: start the
  *   window), `batch.sealed` (the size or byte cap sealed a batch: dispatch at
  *   once, not on a timer tick) and `batch.done` (a call ended while sealed
- *   batches wait for a slot, or while draining).
+ *   batches wait for a slot, or while draining). The halves of a bisected
+ *   batch (ISOLATE_FAILED_BATCHES, ADR 0014) wait for a slot the same way and
+ *   leave first.
  * - The time trigger is `after: batchWindow` in `filling`. The delay is counted
  *   from the open batch's first item, not from entering the state, so a batch
  *   sealed by size and the next one opening in the same tick never stretch a
