@@ -40,11 +40,11 @@ describe('server-timing', () => {
 
   it('tells each caller its queue, downstream and sidecar time on a 200', async () => {
     const answers = await Promise.all([1, 2, 3].map((id) => post(sidecar.url, { id })));
+    const queues: number[] = [];
     for (const answer of answers) {
       expect(answer.status).toBe(200);
       const { queue, downstream: call, sidecar: own } = timing(answer.headers['server-timing']);
-      // The first item waits the 40 ms window; the downstream takes 60 ms.
-      expect(queue).toBeGreaterThanOrEqual(30);
+      queues.push(queue);
       expect(queue).toBeLessThan(40 + 200);
       expect(call).toBeGreaterThanOrEqual(55);
       expect(call).toBeLessThan(answer.ms);
@@ -52,6 +52,8 @@ describe('server-timing', () => {
       expect(own).toBeGreaterThanOrEqual(queue - 1);
       expect(queue + call).toBeLessThanOrEqual(answer.ms + 1);
     }
+    // The first item waited the whole 40 ms window.
+    expect(Math.max(...queues)).toBeGreaterThanOrEqual(38);
     // One batch: the same downstream figure for all three.
     expect(new Set(answers.map((answer) => timing(answer.headers['server-timing']).downstream)).size).toBe(1);
   });
