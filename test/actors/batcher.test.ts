@@ -148,6 +148,22 @@ describe('Batcher and shard actor', () => {
     expect(batcher.stats()[0].waiting).toBe(3);
   });
 
+  it('estimates the wait of a refused item from the batches waiting and the calls per second (retry-after)', async () => {
+    const { downstream, submit } = setupBatcher({ batchMaxSize: 10, maxInflightBatches: 1, maxQueuePerShard: 60 });
+    for (let id = 0; id < 70; id++) expect(submit(id)).toBeNull();
+    await settle();
+    // No call has ended yet: no estimate (the header says 1).
+    expect(submit(70)?.retryAfterSeconds).toBeNull();
+    await vi.advanceTimersByTimeAsync(1000);
+    downstream.calls[0].echo(); // one call of 10 items a second
+    await settle();
+    for (let id = 100; id < 110; id++) expect(submit(id)).toBeNull();
+    const refusal = submit(110);
+    expect(refusal?.code).toBe('SIDECAR_ERR_QUEUE_FULL');
+    // 60 items in 6 batches at one call a second.
+    expect(refusal?.retryAfterSeconds).toBeCloseTo(6, 6);
+  });
+
   it('takes an item whose deadline passed while queued out of its batch before dispatch (504)', async () => {
     const { downstream, submit, sink } = setupBatcher({ batchMaxSize: 1, maxInflightBatches: 1 });
     submit(1);

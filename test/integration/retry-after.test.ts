@@ -4,6 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 import { post, type Answer } from '../support/http.ts';
@@ -29,18 +30,29 @@ describe('retry-after on a full queue', () => {
     await downstream.close();
   });
 
+  /** Waits until the shard holds `items` waiting items (sidecar_queue_depth). */
+  async function untilWaiting(items: number): Promise<void> {
+    for (let tries = 0; tries < 200; tries++) {
+      const response = await request(`${sidecar.url}/metrics`);
+      const depth = /^sidecar_queue_depth\{shard="0"\} (\d+)$/m.exec(await response.body.text());
+      if (depth !== null && Number(depth[1]) === items) return;
+      await sleep(10);
+    }
+    throw new Error(`the shard never held ${items} waiting items`);
+  }
+
   it('says 1 until a rate is measured, then ceil(waiting ÷ drain rate): ~6 s for 60 items at 10 items/s', async () => {
     const held: Promise<Answer>[] = [];
     // 10 in flight + 60 waiting fill the shard; the next one is refused.
     for (let id = 0; id < 70; id++) held.push(post(sidecar.url, { id }));
-    await sleep(50);
+    await untilWaiting(60);
     const early = await post(sidecar.url, { id: 'early' });
     expect(early.status).toBe(503);
     expect(early.body).toMatchObject({ code: 'SIDECAR_ERR_QUEUE_FULL' });
     expect(early.headers['retry-after']).toBe('1');
 
-    // Once a call has ended the rate is known; top the queue up to 60 again.
-    await sleep(1200);
+    // Once the first call has ended the rate is known, and the next batch left.
+    await untilWaiting(50);
     // Ten places are free again: send eleven at once, so ten fill one batch and one is refused.
     const topUp = Array.from({ length: 11 }, (_, i) => post(sidecar.url, { id: 100 + i }));
     const settled = await Promise.all(topUp.map((answer) => Promise.race([answer, sleep(200).then(() => null)])));
