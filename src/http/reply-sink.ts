@@ -22,9 +22,11 @@ function answerFailed(reply: FastifyReply, error: unknown): void {
 
 /** Milliseconds with at most one decimal, for `server-timing`. */
 function ms(value: number): number {
-  // Prints 12 rather than toFixed's 12.0. measured (micro-benchmark, node 24):
-  // building the whole header costs about 0.15 µs, like toFixed, against some
-  // 60 µs of CPU per request; the shared middle part is built once per batch.
+  // Prints 12 rather than toFixed's 12.0. measured (node 24): building the
+  // whole header costs about 0.15 µs, like toFixed, against 60-110 µs of CPU
+  // per request; with the header written, bench/micro/server-timing-cost.ts
+  // and bench/compare.ts (BASELINE_ENV=SERVER_TIMING=false) find no difference
+  // above their noise. The shared middle part is built once per batch.
   return value > 0 ? Math.round(value * 10) / 10 : 0;
 }
 
