@@ -11,7 +11,9 @@
  * TRACING=1 runs both with tracing on (batch spans, 1% of request spans,
  * exported to a local OTLP sink). TRACING=ab compares the working tree with
  * itself, tracing off (baseline) against tracing on (candidate); the ref is
- * then ignored.
+ * then ignored. BASELINE_ENV="NAME=value ..." adds variables to the baseline
+ * only: `BASELINE_ENV=SERVER_TIMING=false node bench/compare.ts HEAD` is the
+ * cost of Server-Timing, same code on both sides.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -99,8 +101,14 @@ const tracingEnv: Record<string, string> =
         OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
         OTEL_TRACES_SAMPLER_ARG: '0.01',
       };
+const baselineEnv: Record<string, string> = Object.fromEntries(
+  (process.env.BASELINE_ENV ?? '')
+    .split(/\s+/)
+    .filter((pair) => pair.includes('='))
+    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+);
 const variants = {
-  baseline: { main: join(worktree ?? ROOT, 'src/main.ts'), env: TRACING_AB ? {} : tracingEnv },
+  baseline: { main: join(worktree ?? ROOT, 'src/main.ts'), env: { ...(TRACING_AB ? {} : tracingEnv), ...baselineEnv } },
   candidate: { main: join(ROOT, 'src/main.ts'), env: tracingEnv },
 };
 const runs: Record<keyof typeof variants, Figures[]> = { baseline: [], candidate: [] };

@@ -42,6 +42,10 @@ export interface LegacyOptions {
   faultShard: string | null;
   /** Keep each batch's items and headers (tests); benchmarks leave it off. */
   record: boolean;
+  /** When set, a batch holding an object item whose field of this name is truthy is answered 500 whole (a poison item). */
+  poisonField: string | null;
+  /** When set, an object item with this field gets `{ error: <the field's value> }` as its result instead of the echo. */
+  rejectField: string | null;
 }
 
 export interface ReceivedBatch {
@@ -63,6 +67,8 @@ const DEFAULTS: LegacyOptions = {
   behaviour: 'ok',
   faultShard: null,
   record: false,
+  poisonField: null,
+  rejectField: null,
 };
 
 export class LegacyDownstream {
@@ -166,7 +172,11 @@ export class LegacyDownstream {
         request.socket.destroy();
         return;
       }
-      if (behaviour === 'status-500' || (failureRate > 0 && Math.random() < failureRate)) {
+      if (
+        behaviour === 'status-500' ||
+        (failureRate > 0 && Math.random() < failureRate) ||
+        (this.options.poisonField !== null && items.some((item) => field(item, this.options.poisonField!)))
+      ) {
         response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"legacy failure"}');
         return;
       }
@@ -174,7 +184,10 @@ export class LegacyDownstream {
       if (behaviour === 'not-json') payload = '<html>oops</html>';
       else if (behaviour === 'not-array') payload = '{"results":[]}';
       else {
-        const results = items.map((item) => ({ echo: item }));
+        const rejectField = this.options.rejectField;
+        const results = items.map((item) =>
+          rejectField !== null && field(item, rejectField) !== undefined ? { error: field(item, rejectField) } : { echo: item },
+        );
         if (behaviour === 'wrong-length') results.pop();
         try {
           payload = JSON.stringify(results);
@@ -201,6 +214,11 @@ export class LegacyDownstream {
     this.inflightByShard.set(shard, now);
     if (now > (this.maxInflightByShard.get(shard) ?? 0)) this.maxInflightByShard.set(shard, now);
   }
+}
+
+/** An object item's field, or undefined. */
+function field(item: unknown, name: string): unknown {
+  return typeof item === 'object' && item !== null && !Array.isArray(item) ? (item as Record<string, unknown>)[name] : undefined;
 }
 
 if (import.meta.main) {

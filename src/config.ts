@@ -2,7 +2,7 @@
  * Configuration: one typed, frozen object read from the environment once at
  * startup. The rest of the service receives this object and never reads
  * `process.env` itself. Every variable is described once, in VARIABLES below;
- * `--help` prints that table and docs/configuration.md mirrors it.
+ * `--help` prints that table and the README's Configuration table mirrors it.
  */
 
 export interface Config {
@@ -23,6 +23,12 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly shardKeyField: string;
   readonly logLevel: LogLevel;
+  /** Answer `server-timing` (queue, downstream, sidecar) on answers whose batch was sent. */
+  readonly serverTiming: boolean;
+  /** Result field that marks a per-item failure (422); null when unset (results pass through). */
+  readonly itemErrorField: string | null;
+  /** Bisect a batch the downstream failed (non-2xx or bad body) to isolate the failing items. */
+  readonly isolateFailedBatches: boolean;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -65,6 +71,13 @@ export const VARIABLES: readonly Variable[] = [
   { name: 'SHUTDOWN_TIMEOUT_MS', fallback: '25000', meaning: 'bound on the whole drain' },
   { name: 'SHARD_KEY_FIELD', fallback: 'key', meaning: 'body field used as shard key' },
   { name: 'LOG_LEVEL', fallback: 'info', meaning: `pino level: ${LOG_LEVELS.join('|')}` },
+  { name: 'SERVER_TIMING', fallback: 'true', meaning: 'server-timing header (queue, downstream, sidecar ms) on answers: true|false' },
+  { name: 'ITEM_ERROR_FIELD', fallback: '(unset)', meaning: 'result field that marks a per-item failure, answered 422' },
+  {
+    name: 'ISOLATE_FAILED_BATCHES',
+    fallback: 'false',
+    meaning: 'bisect a failed batch to find the failing items (resends items): true|false',
+  },
   { name: 'OTEL_*', fallback: '(standard)', meaning: 'OpenTelemetry SDK variables' },
 ];
 
@@ -99,6 +112,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max = Nu
   return n;
 }
 
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const lower = value.toLowerCase();
+  if (lower === 'true') return true;
+  if (lower === 'false') return false;
+  throw new ConfigError(name, 'true or false', value);
+}
+
 function downstreamUrl(env: Env): URL {
   const value = raw(env, 'DOWNSTREAM_URL');
   const accepts = 'an absolute http:// or https:// URL, path included (required)';
@@ -131,6 +153,8 @@ export function loadConfig(env: Env): Config {
   }
   const shardKeyField = env.SHARD_KEY_FIELD ?? 'key';
   if (shardKeyField === '') throw new ConfigError('SHARD_KEY_FIELD', 'a non-empty field name', shardKeyField);
+  // Unset or empty: no per-item errors, every result passes through unchanged.
+  const itemErrorField = raw(env, 'ITEM_ERROR_FIELD') ?? null;
 
   return Object.freeze({
     port: integer(env, 'PORT', 8080, 0, 65535),
@@ -150,5 +174,8 @@ export function loadConfig(env: Env): Config {
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 1, 2 ** 31 - 1),
     shardKeyField,
     logLevel: logLevel as LogLevel,
+    serverTiming: boolean(env, 'SERVER_TIMING', true),
+    itemErrorField,
+    isolateFailedBatches: boolean(env, 'ISOLATE_FAILED_BATCHES', false),
   });
 }

@@ -91,6 +91,7 @@ export const SidecarErrors = {
     Error,
     NO_STACK,
   ),
+  SIDECAR_ERR_ITEM_REJECTED: createError('SIDECAR_ERR_ITEM_REJECTED', '%s', 422, Error, NO_STACK),
   SIDECAR_ERR_INTERNAL: createError('SIDECAR_ERR_INTERNAL', 'Batch handling failed: %s', 500),
 } as const;
 
@@ -98,4 +99,6 @@ export const SidecarErrors = {
 export interface SidecarError extends Error {
   readonly code: string;
   readonly statusCode: number;
+  /** For a 503 that tells the caller when to come back: the estimated wait, seconds (null: unknown). */
+  retryAfterSeconds?: number | null;
 }

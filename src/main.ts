@@ -32,7 +32,7 @@ const log = pino({ level: config.logLevel });
 const telemetry = await Telemetry.start({ env: process.env, log, batchMaxSize: config.batchMaxSize });
 const lifecycle = new Lifecycle();
 const downstream = new DownstreamClient(config);
-const sink = createReplySink(lifecycle, telemetry.metrics);
+const sink = createReplySink(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming });
 const batcher = new Batcher({
   config,
   downstream,

@@ -24,6 +24,9 @@ describe('configuration', () => {
       shutdownTimeoutMs: 25000,
       shardKeyField: 'key',
       logLevel: 'info',
+      serverTiming: true,
+      itemErrorField: null,
+      isolateFailedBatches: false,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -40,9 +43,28 @@ describe('configuration', () => {
     ['DOWNSTREAM_URL', 'not a url'],
     ['BATCH_MAX_BYTES', '100'],
     ['DOWNSTREAM_RETRIES', '99'],
+    ['SERVER_TIMING', 'maybe'],
+    ['ISOLATE_FAILED_BATCHES', 'yes'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(new RegExp(`^${name}=`));
+  });
+
+  it('reads SERVER_TIMING, ITEM_ERROR_FIELD and ISOLATE_FAILED_BATCHES', () => {
+    expect(loadConfig({ ...URL_ONLY, SERVER_TIMING: 'false', ITEM_ERROR_FIELD: 'error', ISOLATE_FAILED_BATCHES: 'TRUE' })).toMatchObject({
+      serverTiming: false,
+      itemErrorField: 'error',
+      isolateFailedBatches: true,
+    });
+  });
+
+  it.each([
+    ['SERVER_TIMING', 'maybe'],
+    ['ISOLATE_FAILED_BATCHES', 'yes'],
+  ])('exits 2 naming %s when it is %s', async (name, value) => {
+    const result = await runMain({ ...URL_ONLY, [name]: value });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(name);
   });
 
   it('requires DOWNSTREAM_URL', () => {

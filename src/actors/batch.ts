@@ -56,13 +56,35 @@ export class Batch {
   answered = false;
   /** Duration of the downstream call, set when it has ended (0 before). */
   downstreamMs = 0;
+  /** Monotonic ms when this batch's downstream call started; -1 until it is sent. */
+  sentAt = -1;
+  /**
+   * Monotonic ms when its items first went downstream: `sentAt`, or for a half
+   * of a bisected batch (ADR 0014) the original batch's. -1 until then.
+   */
+  firstSentAt = -1;
+  /** Downstream time of the calls its items went through before this one (bisection); 0 otherwise. */
+  priorDownstreamMs = 0;
   /** The BatchObserver's own slot (the batch span), opaque to the batcher. */
   observation: unknown = null;
+  /** The ItemSink's own slot (what its answers share), opaque to the batcher. */
+  sinkSlot: unknown = null;
+  /** The failed batch this one is a half of (bisection, ADR 0014); null for a batch sealed by the shard. */
+  readonly bisectedFrom: Batch | null;
+  /** Halvings since the batch the shard sealed: 0 for it, 1 for its halves, and so on. */
+  readonly bisectDepth: number;
 
-  constructor(id: string, shard: number, openedAt: number) {
+  constructor(id: string, shard: number, openedAt: number, bisectedFrom: Batch | null = null) {
     this.id = id;
     this.shard = shard;
     this.openedAt = openedAt;
+    this.bisectedFrom = bisectedFrom;
+    this.bisectDepth = bisectedFrom === null ? 0 : bisectedFrom.bisectDepth + 1;
+    if (bisectedFrom !== null) {
+      this.trigger = bisectedFrom.trigger;
+      this.firstSentAt = bisectedFrom.firstSentAt;
+      this.priorDownstreamMs = bisectedFrom.priorDownstreamMs + bisectedFrom.downstreamMs;
+    }
   }
 
   add(item: Item): void {
@@ -92,6 +114,15 @@ export class Batch {
     let latest = 0;
     for (const item of this.items) if (!item.settled && item.deadline > latest) latest = item.deadline;
     return latest;
+  }
+
+  /**
+   * Time its items have spent in downstream calls as of `now`: earlier calls
+   * (bisection) plus this one, whole once answered, so far while in flight.
+   */
+  downstreamMsAt(now: number): number {
+    if (this.answered) return this.priorDownstreamMs + this.downstreamMs;
+    return this.sentAt < 0 ? this.priorDownstreamMs : this.priorDownstreamMs + (now - this.sentAt);
   }
 
   /** Would adding an item of `bytes` push the body past `maxBytes`? */

@@ -17,6 +17,7 @@ import type { Config } from '../config.ts';
 import type { Downstream } from '../downstream/client.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
+import type { DispatchPolicy } from './dispatch-batch.ts';
 import { shardForBytes } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -24,7 +25,8 @@ import { supervisorMachine } from './supervisor.machine.ts';
 export type BatcherConfig = Pick<
   Config,
   'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
->;
+> &
+  Partial<Pick<Config, 'itemErrorField' | 'isolateFailedBatches'>>;
 
 export interface BatcherOptions {
   readonly config: BatcherConfig;
@@ -66,6 +68,10 @@ export class Batcher {
   }: BatcherOptions) {
     this.shardCount = config.shardCount;
     const batchIdPrefix = randomBytes(4).toString('hex');
+    const policy: DispatchPolicy = Object.freeze({
+      itemErrorField: config.itemErrorField ?? null,
+      isolateFailedBatches: config.isolateFailedBatches ?? false,
+    });
     this.queues = Array.from(
       { length: config.shardCount },
       (_, index) =>
@@ -87,6 +93,7 @@ export class Batcher {
           observer,
           batchMaxWaitMs: config.batchMaxWaitMs,
           maxInflightBatches: config.maxInflightBatches,
+          policy,
         })),
       },
     });
@@ -114,8 +121,11 @@ export class Batcher {
   /** Queues the item on its shard, or says at once why it was refused (nothing queued then). */
   submit(shard: number, item: Item): SidecarError | null {
     if (!this.accepting) return new SidecarErrors.SIDECAR_ERR_DRAINING();
-    if (!this.queues[shard].offer(item)) return new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard);
-    return null;
+    const queue = this.queues[shard];
+    if (queue.offer(item)) return null;
+    const refusal: SidecarError = new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard);
+    refusal.retryAfterSeconds = queue.drainSeconds();
+    return refusal;
   }
 
   /**

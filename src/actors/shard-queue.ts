@@ -9,8 +9,9 @@
  *                    ≤ BATCH_MAX_BYTES body)        for a slot)          ≤ MAX_INFLIGHT_BATCHES)
  *
  * Invariants:
- * - `waiting` counts unsettled items in the open batch and the ready FIFO; an
- *   offer is refused once it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
+ * - `waiting` counts unsettled items in the open batch, the ready FIFO and the
+ *   halves of bisected batches waiting to be resent; an offer is refused once
+ *   it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
  * - A batch never holds more than BATCH_MAX_SIZE items nor a body over
  *   BATCH_MAX_BYTES: the size check seals the batch the moment it is full, and
  *   an item that would overflow the byte cap seals the batch before it and
@@ -20,6 +21,10 @@
  *   already settled. A deadline sweep settles expired items wherever they are
  *   (504); expired items leave the batch before it is dispatched, and an
  *   in-flight batch whose items have all been settled has its call aborted.
+ * - With ISOLATE_FAILED_BATCHES, a batch the downstream failed (non-2xx, bad
+ *   body) hands its live items to two halves (`bisect`), which wait in their
+ *   own FIFO and leave before any sealed batch, taking in-flight slots like
+ *   any batch; their items count as waiting again until then (ADR 0014).
  *
  * The machine is told only about state changes, never per item: `batch.opened`
  * when an empty shard receives its first item (start the window),
@@ -29,6 +34,7 @@
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
+import { DrainRate } from './drain-rate.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal =
@@ -59,20 +65,26 @@ export interface ShardSignalTarget {
 export class ShardQueue {
   readonly index: number;
   readonly now: () => number;
-  /** Unsettled items in the open batch and the ready FIFO. */
+  /** Unsettled items in the open batch, the ready FIFO and the halves waiting to be resent. */
   waiting = 0;
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
   readonly inflight = new Map<string, Batch>();
+  /** Calls completed per second of busy time, recently (for the queue-full retry-after). */
+  readonly drainRate = new DrainRate();
 
   private readonly options: ShardQueueOptions;
   private open: Batch | null = null;
   private readonly ready = new Fifo<Batch>();
+  /** Halves of bisected batches, sent before the sealed batches in `ready`. */
+  private readonly halves = new Fifo<Batch>();
   private sequence = 0;
   private target: ShardSignalTarget | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepAt = Infinity;
   private lastSweep = -Infinity;
+  /** When the shard last went from no call in flight to one. */
+  private busySince = 0;
 
   constructor(options: ShardQueueOptions) {
     this.options = options;
@@ -112,18 +124,28 @@ export class ShardQueue {
     return true;
   }
 
+  /**
+   * Seconds until the items waiting now would have left at the shard's recent
+   * drain rate: the batches they wait in (open, sealed, halves) at the recent
+   * calls per second; null until a call has been timed (ADR 0015).
+   */
+  drainSeconds(): number | null {
+    if (this.waiting === 0) return 0;
+    return this.drainRate.secondsFor(this.ready.length + this.halves.length + (this.open === null ? 0 : 1));
+  }
+
   /** Monotonic ms of the open batch's first item, or null when none is open. */
   get openedAt(): number | null {
     return this.open === null ? null : this.open.openedAt;
   }
 
   get readyCount(): number {
-    return this.ready.length;
+    return this.ready.length + this.halves.length;
   }
 
-  /** Nothing waits: no open batch and no sealed batch waiting for a slot. */
+  /** Nothing waits: no open batch and no sealed batch (or half) waiting for a slot. */
   get isEmpty(): boolean {
-    return this.open === null && this.ready.length === 0;
+    return this.open === null && this.ready.length === 0 && this.halves.length === 0;
   }
 
   /** Moves the open batch, if any, to the ready FIFO. */
@@ -141,7 +163,7 @@ export class ShardQueue {
    */
   takeReady(): Batch | undefined {
     let batch: Batch | undefined;
-    while ((batch = this.ready.shift()) !== undefined) {
+    while ((batch = this.halves.shift() ?? this.ready.shift()) !== undefined) {
       // The sweep may not have run yet for an item that has just expired.
       const now = this.now();
       for (const item of batch.items) {
@@ -151,6 +173,7 @@ export class ShardQueue {
       if (batch.live !== batch.items.length) removeSettled(batch);
       this.waiting -= batch.live;
       batch.abort = new AbortController();
+      if (this.inflight.size === 0) this.busySince = this.now();
       this.inflight.set(batch.id, batch);
       return batch;
     }
@@ -159,8 +182,32 @@ export class ShardQueue {
 
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
-    this.inflight.delete(batchId);
-    if (this.ready.length > 0 || this.draining) this.target?.send(DONE);
+    if (this.inflight.delete(batchId)) this.drainRate.record(this.now(), this.busySince);
+    if (this.ready.length > 0 || this.halves.length > 0 || this.draining) this.target?.send(DONE);
+  }
+
+  /**
+   * Splits a failed batch whose call is over into two halves of its live items,
+   * in order, which wait ahead of the sealed batches (ADR 0014). The batch
+   * keeps no item: from now on its halves answer them. Call before `finish`,
+   * which then has the machine dispatch the halves.
+   */
+  bisect(batch: Batch): void {
+    const live: Item[] = [];
+    for (const item of batch.items) if (!item.settled) live.push(item);
+    batch.items.length = 0;
+    batch.live = 0;
+    const middle = Math.ceil(live.length / 2);
+    this.addHalf(batch, live, 0, middle, '.1');
+    this.addHalf(batch, live, middle, live.length, '.2');
+  }
+
+  private addHalf(parent: Batch, items: Item[], from: number, to: number, suffix: string): void {
+    if (from === to) return;
+    const half = new Batch(`${parent.id}${suffix}`, this.index, parent.openedAt, parent);
+    for (let i = from; i < to; i++) half.add(items[i]);
+    this.waiting += half.live;
+    this.halves.push(half);
   }
 
   resolve(item: Item, result: unknown, batch: Batch): void {
@@ -192,6 +239,7 @@ export class ShardQueue {
     }
     this.open = null;
     while (this.ready.shift() !== undefined);
+    while (this.halves.shift() !== undefined);
     return count;
   }
 
@@ -233,6 +281,7 @@ export class ShardQueue {
   private *batches(): IterableIterator<Batch> {
     if (this.open !== null) yield this.open;
     yield* this.ready;
+    yield* this.halves;
     yield* this.inflight.values();
   }
 

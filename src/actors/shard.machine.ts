@@ -17,7 +17,9 @@
  *   state changes: `batch.opened` (first item of an empty shard: start the
  *   window), `batch.sealed` (the size or byte cap sealed a batch: dispatch at
  *   once, not on a timer tick) and `batch.done` (a call ended while sealed
- *   batches wait for a slot, or while draining).
+ *   batches wait for a slot, or while draining). The halves of a bisected
+ *   batch (ISOLATE_FAILED_BATCHES, ADR 0014) wait for a slot the same way and
+ *   leave first.
  * - The time trigger is `after: batchWindow` in `filling`. The delay is counted
  *   from the open batch's first item, not from entering the state, so a batch
  *   sealed by size and the next one opening in the same tick never stretch a
@@ -41,7 +43,7 @@
 import { setup } from 'xstate';
 import type { Downstream } from '../downstream/client.ts';
 import type { BatchObserver } from './batch.ts';
-import { dispatchBatch } from './dispatch-batch.ts';
+import { dispatchBatch, type DispatchPolicy } from './dispatch-batch.ts';
 import type { ShardQueue, ShardSignal } from './shard-queue.ts';
 
 export interface ShardInput {
@@ -50,6 +52,8 @@ export interface ShardInput {
   readonly observer: BatchObserver;
   readonly batchMaxWaitMs: number;
   readonly maxInflightBatches: number;
+  /** Per-item errors and bisection of failed batches (both off by default). */
+  readonly policy?: DispatchPolicy;
 }
 
 export type ShardEvent = ShardSignal | { readonly type: 'shard.drain' };
@@ -83,11 +87,11 @@ export const shardMachine = setup({
       context.queue.seal('drain');
     },
     dispatchReady: ({ context }) => {
-      const { queue, downstream, observer, maxInflightBatches } = context;
+      const { queue, downstream, observer, maxInflightBatches, policy } = context;
       while (queue.inflight.size < maxInflightBatches) {
         const batch = queue.takeReady();
         if (batch === undefined) break;
-        void dispatchBatch({ batch, queue, downstream, observer }).then(() => queue.finish(batch.id));
+        void dispatchBatch({ batch, queue, downstream, observer, policy }).then(() => queue.finish(batch.id));
       }
     },
     stopSweeper: ({ context }) => context.queue.stop(),

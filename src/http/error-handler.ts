@@ -7,10 +7,9 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Lifecycle } from '../lifecycle.ts';
+import type { SidecarError } from '../errors.ts';
 import { outcomeOf, type Metrics } from '../telemetry/metrics.ts';
-
-/** Seconds a shed caller should wait: a batch window is milliseconds, so one second is plenty. */
-const RETRY_AFTER_SECONDS = '1';
+import { retryAfterValue } from './retry-after.ts';
 
 type ErrorHandler = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void;
 
@@ -26,7 +25,8 @@ export function errorHandlers(lifecycle: Lifecycle, metrics: Metrics): { readonl
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     const code = error.code ?? 'SIDECAR_ERR_INTERNAL';
     if (count) metrics.request(outcomeOf(code, statusCode));
-    if (code === 'SIDECAR_ERR_QUEUE_FULL') reply.header('retry-after', RETRY_AFTER_SECONDS);
+    // The shard's own estimate: waiting items ÷ its recent drain rate (ADR 0015).
+    if (code === 'SIDECAR_ERR_QUEUE_FULL') reply.header('retry-after', retryAfterValue((error as Partial<SidecarError>).retryAfterSeconds));
     if (code === 'SIDECAR_ERR_DRAINING' || lifecycle.isClosing) reply.header('connection', 'close');
     if (statusCode === 500) request.log.error({ err: error }, 'request failed');
     reply.code(statusCode).send({

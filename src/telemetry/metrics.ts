@@ -22,6 +22,7 @@ export type Outcome =
   | 'shutdown_timeout'
   | 'downstream_error'
   | 'timeout'
+  | 'item_rejected'
   | 'internal';
 
 export const OUTCOMES: readonly Outcome[] = [
@@ -34,6 +35,7 @@ export const OUTCOMES: readonly Outcome[] = [
   'shutdown_timeout',
   'downstream_error',
   'timeout',
+  'item_rejected',
   'internal',
 ];
 
@@ -48,6 +50,8 @@ export function outcomeOf(code: string, statusCode: number): Outcome {
       return 'draining';
     case 'SIDECAR_ERR_SHUTDOWN_TIMEOUT':
       return 'shutdown_timeout';
+    case 'SIDECAR_ERR_ITEM_REJECTED':
+      return 'item_rejected';
   }
   if (statusCode === 413) return 'too_large';
   if (statusCode === 415) return 'unsupported_media_type';

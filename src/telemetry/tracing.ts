@@ -198,6 +198,9 @@ export class Tracing {
   startBatchSpan(batch: Batch): { span: Span; headers: Record<string, string> } {
     const links: Link[] = [];
     for (const item of batch.items) if (item.traceLink !== null) links.push({ context: item.traceLink });
+    // A half of a bisected batch (ADR 0014) links to the span of the batch it was split from.
+    const parent = batch.bisectedFrom?.observation as Span | null | undefined;
+    if (parent) links.push({ context: parent.spanContext(), attributes: { 'batch.link': 'bisected_from' } });
     const span = this.tracer.startSpan(BATCH_SPAN, {
       kind: SpanKind.CLIENT,
       root: true,
@@ -210,6 +213,7 @@ export class Tracing {
         'batch.bytes': batch.bodyBytes,
       },
     });
+    if (batch.bisectDepth > 0) span.setAttribute('batch.bisect_depth', batch.bisectDepth);
     const headers: Record<string, string> = {};
     propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
     return { span, headers };

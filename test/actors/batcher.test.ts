@@ -148,6 +148,22 @@ describe('Batcher and shard actor', () => {
     expect(batcher.stats()[0].waiting).toBe(3);
   });
 
+  it('estimates the wait of a refused item from the batches waiting and the calls per second (retry-after)', async () => {
+    const { downstream, submit } = setupBatcher({ batchMaxSize: 10, maxInflightBatches: 1, maxQueuePerShard: 60 });
+    for (let id = 0; id < 70; id++) expect(submit(id)).toBeNull();
+    await settle();
+    // No call has ended yet: no estimate (the header says 1).
+    expect(submit(70)?.retryAfterSeconds).toBeNull();
+    await vi.advanceTimersByTimeAsync(1000);
+    downstream.calls[0].echo(); // one call of 10 items a second
+    await settle();
+    for (let id = 100; id < 110; id++) expect(submit(id)).toBeNull();
+    const refusal = submit(110);
+    expect(refusal?.code).toBe('SIDECAR_ERR_QUEUE_FULL');
+    // 60 items in 6 batches at one call a second.
+    expect(refusal?.retryAfterSeconds).toBeCloseTo(6, 6);
+  });
+
   it('takes an item whose deadline passed while queued out of its batch before dispatch (504)', async () => {
     const { downstream, submit, sink } = setupBatcher({ batchMaxSize: 1, maxInflightBatches: 1 });
     submit(1);
@@ -222,6 +238,58 @@ describe('Batcher and shard actor', () => {
     downstream.calls[1].echo();
     await drain;
     expect(sink.answers.map((answer) => answer.batch?.trigger)).toEqual(['drain', 'drain']);
+  });
+
+  it('with ISOLATE_FAILED_BATCHES, bisects a failed batch ahead of waiting batches, within MAX_INFLIGHT_BATCHES, and drains only after', async () => {
+    const { downstream, submit, sink, batcher } = setupBatcher({ batchMaxSize: 4, maxInflightBatches: 1, isolateFailedBatches: true });
+    for (let id = 1; id <= 8; id++) submit(id); // two batches: 1-4 in flight, 5-8 waiting
+    await settle();
+    const status = Object.assign(new Error('boom'), { code: 'SIDECAR_ERR_DOWNSTREAM_STATUS', statusCode: 502 });
+    const fail = (index: number) => downstream.calls[index].answer({ ok: false, status: 500, error: status });
+    let drained = false;
+    const drain = batcher.drain().then(() => (drained = true));
+    fail(0);
+    await settle();
+    // The halves of 1-4 leave before 5-8, one at a time; the halves wait as items again.
+    expect(downstream.calls.map((call) => call.items.length)).toEqual([4, 2]);
+    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 6, inflight: 1 });
+    expect(downstream.calls[1].request.batchId).toBe(`${downstream.calls[0].request.batchId}.1`);
+    downstream.calls[1].echo(); // 1, 2
+    await settle();
+    fail(2); // 3, 4 fail together: bisected again
+    await settle();
+    fail(3); // 3 fails alone
+    await settle();
+    downstream.calls[4].echo(); // 4
+    await settle();
+    expect(downstream.calls.map((call) => call.items)).toEqual([
+      [{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }],
+      [{ id: 1 }, { id: 2 }],
+      [{ id: 3 }, { id: 4 }],
+      [{ id: 3 }],
+      [{ id: 4 }],
+      [{ id: 5 }, { id: 6 }, { id: 7 }, { id: 8 }],
+    ]);
+    expect(sink.of(3)?.error?.code).toBe('SIDECAR_ERR_DOWNSTREAM_STATUS');
+    expect([1, 2, 4].map((id) => sink.of(id)?.result)).toEqual([1, 2, 4].map((id) => ({ echo: { id } })));
+    expect(sink.of(4)?.batch?.bisectDepth).toBe(2);
+    expect(drained).toBe(false);
+    downstream.calls[5].echo();
+    await drain;
+    expect(downstream.maxInflight).toBe(1);
+    expect(sink.answers).toHaveLength(8);
+  });
+
+  it('does not bisect a connection error even with ISOLATE_FAILED_BATCHES', async () => {
+    const { downstream, submit, sink } = setupBatcher({ batchMaxSize: 2, isolateFailedBatches: true });
+    submit(1);
+    submit(2);
+    await settle();
+    const error = Object.assign(new Error('reset'), { code: 'SIDECAR_ERR_DOWNSTREAM_UNREACHABLE', statusCode: 502 });
+    downstream.calls[0].answer({ ok: false, status: 0, error });
+    await settle();
+    expect(downstream.calls).toHaveLength(1);
+    expect([1, 2].map((id) => sink.of(id)?.error?.code)).toEqual(['SIDECAR_ERR_DOWNSTREAM_UNREACHABLE', 'SIDECAR_ERR_DOWNSTREAM_UNREACHABLE']);
   });
 
   it('keeps nothing per batch once its call has ended: no child actors, nothing in flight', async () => {

@@ -1,0 +1,56 @@
+/**
+ * A shard's recent drain rate, for the queue-full 503's `retry-after`
+ * (ADR 0015): how many downstream calls it completes per second of *busy*
+ * time, as an exponentially weighted moving average updated once per
+ * finished call (never per item). Items drain at that many calls a second
+ * times the items each waiting batch holds, so the time to drain the waiting
+ * items is the number of waiting batches divided by the call rate.
+ *
+ * Calls rather than items: what the shard sends next is what waits now (full
+ * batches, once a queue is full), not what its last calls happened to carry.
+ * Right after a burst began, the first call may have left with the 3 items of
+ * one window while 60 items wait in batches of 10; an items-per-second
+ * figure would then say 20 s instead of 6.
+ *
+ * Busy time, not wall time: the interval a finished call accounts for starts
+ * at the previous finish or when the shard last went from no call in flight
+ * to one, whichever is later. An idle hour before a burst therefore does not
+ * read as a rate of nearly zero; and when the queue is full (the only time
+ * the estimate is used) the shard is busy throughout, so busy time is wall
+ * time. Calls in flight together (pipelining) each count: 8 calls of 1 s in
+ * flight at once drain 8 batches a second.
+ *
+ * Both sums decay with the busy time that passed (half-life HALF_LIFE_MS), so
+ * the rate follows a downstream that slows down or recovers within seconds:
+ * rate = Σ calls·w / Σ interval·w.
+ */
+
+/** Older calls count half as much after this much busy time. */
+const HALF_LIFE_MS = 5_000;
+
+export class DrainRate {
+  private calls = 0;
+  private ms = 0;
+  private lastFinish = Number.NEGATIVE_INFINITY;
+
+  /** A call ended at `now`; `busySince` is when the shard last went from no call in flight to one. */
+  record(now: number, busySince: number): void {
+    const from = this.lastFinish > busySince ? this.lastFinish : busySince;
+    const interval = now > from ? now - from : 0;
+    this.lastFinish = now;
+    const keep = interval === 0 ? 1 : 0.5 ** (interval / HALF_LIFE_MS);
+    this.calls = this.calls * keep + 1;
+    this.ms = this.ms * keep + interval;
+  }
+
+  /** Calls completed per second of busy time, or null until a call has been timed. */
+  callsPerSecond(): number | null {
+    return this.ms > 0 ? (this.calls * 1000) / this.ms : null;
+  }
+
+  /** Seconds to send `batches` waiting batches at the recent rate; null while no rate is known. */
+  secondsFor(batches: number): number | null {
+    const rate = this.callsPerSecond();
+    return rate === null ? null : batches / rate;
+  }
+}
