@@ -46,6 +46,8 @@ export interface LegacyOptions {
   poisonField: string | null;
   /** When set, an object item with this field gets `{ error: <the field's value> }` as its result instead of the echo. */
   rejectField: string | null;
+  /** Bytes of filler added to every result (`{ echo, pad }`): heavy answers that keep the sidecar's event loop busy. */
+  padBytes: number;
 }
 
 export interface ReceivedBatch {
@@ -69,6 +71,7 @@ const DEFAULTS: LegacyOptions = {
   record: false,
   poisonField: null,
   rejectField: null,
+  padBytes: 0,
 };
 
 export class LegacyDownstream {
@@ -184,9 +187,14 @@ export class LegacyDownstream {
       if (behaviour === 'not-json') payload = '<html>oops</html>';
       else if (behaviour === 'not-array') payload = '{"results":[]}';
       else {
-        const rejectField = this.options.rejectField;
+        const { rejectField, padBytes } = this.options;
+        const pad = padBytes > 0 ? 'x'.repeat(padBytes) : undefined;
         const results = items.map((item) =>
-          rejectField !== null && field(item, rejectField) !== undefined ? { error: field(item, rejectField) } : { echo: item },
+          rejectField !== null && field(item, rejectField) !== undefined
+            ? { error: field(item, rejectField) }
+            : pad === undefined
+              ? { echo: item }
+              : { echo: item, pad },
         );
         if (behaviour === 'wrong-length') results.pop();
         try {

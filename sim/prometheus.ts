@@ -31,7 +31,7 @@ export function parsePrometheus(text: string): Sample[] {
     const labels: Record<string, string> = {};
     for (const label of (match[2] ?? '').matchAll(LABEL)) labels[label[1]] = unescape(label[2]);
     const value = match[3] === '+Inf' ? Infinity : match[3] === '-Inf' ? -Infinity : Number(match[3]);
-    if (Number.isNaN(value) && match[3] !== 'NaN') throw new Error(`bad value: ${line}`);
+    if (Number.isNaN(value) && match[3].toLowerCase() !== 'nan') throw new Error(`bad value: ${line}`);
     samples.push({ name: match[1], labels, value });
   }
   return samples;

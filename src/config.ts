@@ -29,6 +29,10 @@ export interface Config {
   readonly itemErrorField: string | null;
   /** Bisect a batch the downstream failed (non-2xx or bad body) to isolate the failing items. */
   readonly isolateFailedBatches: boolean;
+  /** Smoothed event-loop delay (ms) above which POST /process is refused with 503; 0 = admission control off. */
+  readonly admissionMaxLoopDelayMs: number;
+  /** How often admission control samples the event-loop delay (ms). */
+  readonly admissionSampleMs: number;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -78,6 +82,12 @@ export const VARIABLES: readonly Variable[] = [
     fallback: 'false',
     meaning: 'bisect a failed batch to find the failing items (resends items): true|false',
   },
+  {
+    name: 'ADMISSION_MAX_LOOP_DELAY_MS',
+    fallback: '30',
+    meaning: 'admission control: smoothed event-loop delay above which new work gets 503 (0 = off)',
+  },
+  { name: 'ADMISSION_SAMPLE_MS', fallback: '10', meaning: 'admission control: how often the event-loop delay is sampled' },
   { name: 'OTEL_*', fallback: '(standard)', meaning: 'OpenTelemetry SDK variables' },
 ];
 
@@ -177,5 +187,7 @@ export function loadConfig(env: Env): Config {
     serverTiming: boolean(env, 'SERVER_TIMING', true),
     itemErrorField,
     isolateFailedBatches: boolean(env, 'ISOLATE_FAILED_BATCHES', false),
+    admissionMaxLoopDelayMs: integer(env, 'ADMISSION_MAX_LOOP_DELAY_MS', 30, 0, 60_000),
+    admissionSampleMs: integer(env, 'ADMISSION_SAMPLE_MS', 10, 1, 1000),
   });
 }

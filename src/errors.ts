@@ -49,6 +49,13 @@ export const SidecarErrors = {
     Error,
     NO_STACK,
   ),
+  SIDECAR_ERR_OVERLOADED: createError(
+    'SIDECAR_ERR_OVERLOADED',
+    'The sidecar is overloaded (event loop saturated); retry later',
+    503,
+    Error,
+    NO_STACK,
+  ),
   SIDECAR_ERR_SHUTDOWN_TIMEOUT: createError(
     'SIDECAR_ERR_SHUTDOWN_TIMEOUT',
     "Shutdown timeout passed before the item's result came",

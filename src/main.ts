@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { Batcher } from './actors/batcher.ts';
 import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
 import { DownstreamClient } from './downstream/client.ts';
+import { Admission } from './http/admission.ts';
 import { buildApp } from './http/app.ts';
 import { createReplySink } from './http/reply-sink.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -44,7 +45,9 @@ const batcher = new Batcher({
   },
 }).start();
 telemetry.observeShards(() => batcher.stats());
-const app = buildApp({ config, batcher, lifecycle, telemetry, log });
+const admission = new Admission({ maxLoopDelayMs: config.admissionMaxLoopDelayMs, sampleMs: config.admissionSampleMs }).start();
+telemetry.metrics.observeAdmission(admission);
+const app = buildApp({ config, batcher, lifecycle, telemetry, log, admission });
 
 const onSignal = createShutdown({
   config,

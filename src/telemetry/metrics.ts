@@ -18,6 +18,7 @@ export type Outcome =
   | 'too_large'
   | 'unsupported_media_type'
   | 'queue_full'
+  | 'overloaded'
   | 'draining'
   | 'shutdown_timeout'
   | 'downstream_error'
@@ -31,6 +32,7 @@ export const OUTCOMES: readonly Outcome[] = [
   'too_large',
   'unsupported_media_type',
   'queue_full',
+  'overloaded',
   'draining',
   'shutdown_timeout',
   'downstream_error',
@@ -46,6 +48,8 @@ export function outcomeOf(code: string, statusCode: number): Outcome {
   switch (code) {
     case 'SIDECAR_ERR_QUEUE_FULL':
       return 'queue_full';
+    case 'SIDECAR_ERR_OVERLOADED':
+      return 'overloaded';
     case 'SIDECAR_ERR_DRAINING':
       return 'draining';
     case 'SIDECAR_ERR_SHUTDOWN_TIMEOUT':
@@ -91,6 +95,7 @@ export class Metrics {
   private readonly batchSize: Histogram;
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
+  private admission: { readonly shedShare: number; readonly delayMs: number } | null = null;
 
   constructor(options: { batchMaxSize: number; stats: () => ShardStats[] }) {
     const registers = [this.registry];
@@ -129,6 +134,24 @@ export class Metrics {
       registers,
     });
     const stats = options.stats;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the gauges' collect() has its own `this`
+    const metrics = this;
+    new Gauge({
+      name: 'sidecar_admission_shed_ratio',
+      help: 'Share of new POST /process requests admission control refuses now (0 while the event loop keeps up)',
+      registers,
+      collect() {
+        this.set(metrics.admission?.shedShare ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'sidecar_admission_loop_delay_seconds',
+      help: 'Smoothed event-loop delay that admission control acts on',
+      registers,
+      collect() {
+        this.set((metrics.admission?.delayMs ?? 0) / 1000);
+      },
+    });
     new Gauge({
       name: 'sidecar_queue_depth',
       help: 'Items waiting in a shard (not yet sent downstream)',
@@ -147,6 +170,11 @@ export class Metrics {
         for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
       },
     });
+  }
+
+  /** Where the admission-control gauges read from at scrape time. */
+  observeAdmission(admission: { readonly shedShare: number; readonly delayMs: number }): void {
+    this.admission = admission;
   }
 
   request(outcome: Outcome): void {

@@ -91,9 +91,10 @@ describe(`overload for ${SECONDS} s`, () => {
     expect(after.every((answer) => answer.status === 200)).toBe(true);
     const idle = await scrape();
     expect(sumOf(idle, 'sidecar_queue_depth') + sumOf(idle, 'sidecar_inflight_batches')).toBe(0);
-    // Every answer was counted under its outcome: the shed ones as queue_full.
+    // Every answer was counted under its outcome: the shed ones as queue_full or overloaded.
     const outcome = (name: string) => valueOf(idle, 'sidecar_requests_total', { outcome: name });
-    expect(outcome('queue_full')).toBe(shed.length);
+    // Admission control may refuse some too while 600 callers saturate the loop.
+    expect((outcome('queue_full') ?? 0) + (outcome('overloaded') ?? 0)).toBe(shed.length);
     expect(outcome('ok')).toBe(accepted.length + after.length);
   });
 });
