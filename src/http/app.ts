@@ -54,6 +54,10 @@ export function buildApp({ config, batcher, lifecycle, telemetry, log, admission
     bodyLimit: config.maxBodyBytes,
     // No log line per request at info (SPEC §7).
     logController: new LogController({ disableRequestLogging: true }),
+    // Every request logs through the app's logger: a pino child per request
+    // (an object, and its bindings serialised) buys a request id on log lines
+    // that only errors write (ADR 0013).
+    childLoggerFactory: (logger) => logger,
     // Draining is answered by our own handler, with our error code and
     // `connection: close`, in the Fastify error shape (src/http/error-handler.ts).
     return503OnClosing: false,

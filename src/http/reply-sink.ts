@@ -1,6 +1,6 @@
 /**
  * The ingress side of the batcher seam: how a settled item becomes an HTTP
- * answer. Each item's owner is its Fastify reply. A result is sent as JSON with
+ * answer. Each item's owner is its Fastify reply. A result is written as JSON with
  * `x-batch-id` and `x-shard`; a failure goes through the error handler, which
  * gives it Fastify's error shape.
  */
@@ -19,6 +19,9 @@ function answerFailed(reply: FastifyReply, error: unknown): void {
   reply.log.warn({ err: error }, 'could not write an answer');
   if (!reply.raw.headersSent) reply.raw.destroy();
 }
+
+/** What Fastify writes for a JSON payload. */
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 /** Milliseconds with at most one decimal, for `server-timing`. */
 function ms(value: number): number {
@@ -60,17 +63,16 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { server
    * sidecar_overhead_seconds observes). Answers whose batch was never sent
    * carry neither.
    */
-  function observeOverhead(reply: FastifyReply, item: Item, batch: Batch | null): void {
-    if (batch === null || batch.firstSentAt < 0) return;
+  function observeOverhead(reply: FastifyReply, item: Item, batch: Batch | null): string | null {
+    if (batch === null || batch.firstSentAt < 0) return null;
     const elapsed = reply.elapsedTime;
     const ended = batch.downstreamMs !== 0;
-    if (!ended && !serverTiming) return;
+    if (!ended && !serverTiming) return null;
     // The clock is read only for a call still running (a deadline passed mid-call).
     const downstreamMs = batch.downstreamMsAt(batch.answered ? 0 : performance.now());
     if (ended) metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
-    if (serverTiming) {
-      reply.header('server-timing', `queue;dur=${ms(batch.firstSentAt - item.acceptedAt)}${sharedTiming(batch, downstreamMs)}${ms(elapsed - downstreamMs)}`);
-    }
+    if (!serverTiming) return null;
+    return `queue;dur=${ms(batch.firstSentAt - item.acceptedAt)}${sharedTiming(batch, downstreamMs)}${ms(elapsed - downstreamMs)}`;
   }
 
   const sink: ItemSink = {
@@ -86,10 +88,27 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { server
       }
       metrics.request('ok');
       try {
-        observeOverhead(reply, item, batch);
-        reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
-        if (lifecycle.isClosing) reply.header('connection', 'close');
-        reply.type('application/json').send(payload);
+        const timing = observeOverhead(reply, item, batch);
+        const response = reply.raw;
+        if (response.headersSent) return; // answered already (Node's request timeout, say)
+        // Written straight to Node's response with the headers as one flat
+        // array, not through reply.header()/type()/send(): those lower-case
+        // each name, parse the content type and build a header object per
+        // answer (ADR 0013). The headers are the ones Fastify would write.
+        const headers = [
+          'content-type',
+          JSON_CONTENT_TYPE,
+          'content-length',
+          String(Buffer.byteLength(payload)),
+          'x-batch-id',
+          batch.id,
+          'x-shard',
+          String(batch.shard),
+        ];
+        if (timing !== null) headers.push('server-timing', timing);
+        if (lifecycle.isClosing) headers.push('connection', 'close');
+        response.writeHead(200, headers);
+        response.end(payload);
       } catch (error) {
         answerFailed(reply, error);
       }
@@ -97,7 +116,8 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { server
     reject(item: Item, error: SidecarError, batch: Batch | null): void {
       const reply = item.owner as FastifyReply;
       try {
-        observeOverhead(reply, item, batch);
+        const timing = observeOverhead(reply, item, batch);
+        if (timing !== null) reply.header('server-timing', timing);
         if (batch !== null) reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
         reply.send(error);
       } catch (failure) {
