@@ -12,7 +12,7 @@
  * per-item deadlines, hence this small loop (ADR 0005).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Config } from '../config.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 
@@ -101,49 +101,104 @@ export class DownstreamClient implements Downstream {
     return this.pool.destroy();
   }
 
-  private async attempt(request: DownstreamRequest): Promise<DownstreamAnswer> {
-    // One controller and one timer per attempt, both released when it ends.
-    // (AbortSignal.timeout cannot be cancelled: its timer fires after every
-    // call and builds a DOMException; AbortSignal.any adds a composite signal.)
-    const controller = new AbortController();
-    const abort = () => controller.abort();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, this.timeoutMs);
-    request.signal.addEventListener('abort', abort);
-    const signal = controller.signal;
-    const started = performance.now();
-    let status = 0;
-    try {
-      const response = await this.pool.request({
-        path: this.path,
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-batch-id': request.batchId,
-          'x-shard': String(request.shard),
-          ...request.headers,
-        },
-        body: request.body,
-        signal,
-      });
-      status = response.statusCode;
-      if (status < 200 || status > 299) {
-        await response.body.dump();
-        return failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_STATUS(status), started);
-      }
-      const text = await response.body.text();
-      return parseResults(text, request.count, status, performance.now() - started);
-    } catch (error) {
-      if (timedOut) return failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_TIMEOUT(this.timeoutMs), started);
-      const reason = error instanceof Error ? ((error as NodeJS.ErrnoException).code ?? error.message) : String(error);
-      return failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_UNREACHABLE(reason), started);
-    } finally {
-      clearTimeout(timer);
-      request.signal.removeEventListener('abort', abort);
+  private attempt(request: DownstreamRequest): Promise<DownstreamAnswer> {
+    const headers = [
+      'content-type',
+      'application/json',
+      'x-batch-id',
+      request.batchId,
+      'x-shard',
+      String(request.shard),
+    ];
+    if (request.headers !== undefined) for (const name in request.headers) headers.push(name, request.headers[name]);
+    return new Promise((resolve) => {
+      this.pool.dispatch(
+        { path: this.path, method: 'POST', headers, body: request.body },
+        new BatchCall(request.count, request.signal, this.timeoutMs, resolve),
+      );
+    });
+  }
+}
+
+/**
+ * One attempt of one batch call, as an undici dispatch handler: no Readable
+ * body stream, no AbortController and no promise per call beyond the one the
+ * caller awaits (measured in ADR 0013). The answer's bytes are kept only for a
+ * 2xx and decoded once at the end. It settles exactly once: with the checked
+ * answer, a status or connection failure, its timeout, or the batch's abort
+ * (every item already answered), whichever comes first; a call that is still
+ * queued in the pool when its timeout or abort comes is aborted as it starts.
+ */
+class BatchCall implements Dispatcher.DispatchHandler {
+  private readonly started = performance.now();
+  private readonly count: number;
+  private readonly signal: AbortSignal;
+  private readonly timeoutMs: number;
+  private readonly resolve: (answer: DownstreamAnswer) => void;
+  private readonly timer: NodeJS.Timeout;
+  private controller: Dispatcher.DispatchController | null = null;
+  private status = 0;
+  private chunks: Buffer[] | null = null;
+  private settled = false;
+
+  constructor(count: number, signal: AbortSignal, timeoutMs: number, resolve: (answer: DownstreamAnswer) => void) {
+    this.count = count;
+    this.signal = signal;
+    this.timeoutMs = timeoutMs;
+    this.resolve = resolve;
+    this.timer = setTimeout(this.onTimeout, timeoutMs);
+    signal.addEventListener('abort', this.onAbort);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(new Error('batch call ended before it started'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number): void {
+    this.status = statusCode;
+    if (statusCode >= 200 && statusCode <= 299) this.chunks = [];
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // A non-2xx body is read and dropped (the connection stays usable).
+    this.chunks?.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    const status = this.status;
+    const chunks = this.chunks;
+    if (chunks === null) {
+      this.settle(failed(status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_STATUS(status), this.started));
+      return;
     }
+    const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    this.settle(parseResults(text, this.count, status, performance.now() - this.started));
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    const reason = (error as NodeJS.ErrnoException).code ?? error.message;
+    this.settle(failed(this.status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_UNREACHABLE(reason), this.started));
+  }
+
+  private readonly onTimeout = (): void => {
+    this.settle(failed(this.status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_TIMEOUT(this.timeoutMs), this.started), true);
+  };
+
+  /** Every item of the batch has been answered (deadlines): nobody waits for this call. */
+  private readonly onAbort = (): void => {
+    this.settle(failed(this.status, new SidecarErrors.SIDECAR_ERR_DOWNSTREAM_UNREACHABLE('aborted'), this.started), true);
+  };
+
+  /** `stopCall`: the call is still running and must be aborted to free its connection. */
+  private settle(answer: DownstreamAnswer, stopCall = false): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.signal.removeEventListener('abort', this.onAbort);
+    // undici then reports the abort through onResponseError, which finds it settled.
+    if (stopCall && this.controller !== null && !this.controller.aborted) this.controller.abort(new Error('batch call ended'));
+    this.resolve(answer);
   }
 }
 
