@@ -17,6 +17,7 @@ import type { Config } from '../config.ts';
 import type { Downstream } from '../downstream/client.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
+import { BatchWindow } from './batch-window.ts';
 import { shardForBytes } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -24,7 +25,8 @@ import { supervisorMachine } from './supervisor.machine.ts';
 export type BatcherConfig = Pick<
   Config,
   'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
->;
+> &
+  Partial<Pick<Config, 'batchWindowMode' | 'batchMinWaitMs'>>;
 
 export interface BatcherOptions {
   readonly config: BatcherConfig;
@@ -45,6 +47,8 @@ export interface ShardStats {
   readonly shard: number;
   readonly waiting: number;
   readonly inflight: number;
+  /** The window a batch opened now would get, ms (sidecar_batch_window_seconds). */
+  readonly windowMs: number;
 }
 
 export class Batcher {
@@ -77,6 +81,13 @@ export class Batcher {
           batchIdPrefix,
           sink,
           now,
+          window: new BatchWindow({
+            mode: config.batchWindowMode ?? 'fixed',
+            minMs: config.batchMinWaitMs ?? config.batchMaxWaitMs,
+            maxMs: config.batchMaxWaitMs,
+            maxInflight: config.maxInflightBatches,
+            now,
+          }),
         }),
     );
     this.supervisor = createActor(supervisorMachine, {
@@ -85,7 +96,6 @@ export class Batcher {
           queue,
           downstream,
           observer,
-          batchMaxWaitMs: config.batchMaxWaitMs,
           maxInflightBatches: config.maxInflightBatches,
         })),
       },
@@ -137,7 +147,12 @@ export class Batcher {
   }
 
   stats(): ShardStats[] {
-    return this.queues.map((queue) => ({ shard: queue.index, waiting: queue.waiting, inflight: queue.inflight.size }));
+    return this.queues.map((queue) => ({
+      shard: queue.index,
+      waiting: queue.waiting,
+      inflight: queue.inflight.size,
+      windowMs: queue.window.currentMs,
+    }));
   }
 
   /** Stops the actors and timers without draining (tests, and after the shutdown timeout). */

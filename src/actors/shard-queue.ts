@@ -26,9 +26,14 @@
  * `batch.sealed` when the size or byte cap sealed a batch (dispatch now), and
  * `batch.done` when a call ends while sealed batches wait for its slot or the
  * shard is draining (otherwise a finished call needs no decision).
+ *
+ * The window a new batch gets comes from the shard's BatchWindow
+ * (batch-window.ts), which hears of the same state changes: each dispatch
+ * round and each finished call, never an item.
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
+import type { BatchWindow } from './batch-window.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal =
@@ -48,6 +53,8 @@ export interface ShardQueueOptions {
   /** Prefix of batch ids, unique per process start (ids stay unique across restarts). */
   readonly batchIdPrefix: string;
   readonly sink: ItemSink;
+  /** The shard's batch window (fixed or adaptive): read when a batch opens. */
+  readonly window: BatchWindow;
   /** Monotonic clock in ms; injectable for tests with fake timers. */
   readonly now: () => number;
 }
@@ -64,6 +71,7 @@ export class ShardQueue {
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
   readonly inflight = new Map<string, Batch>();
+  readonly window: BatchWindow;
 
   private readonly options: ShardQueueOptions;
   private open: Batch | null = null;
@@ -78,6 +86,7 @@ export class ShardQueue {
     this.options = options;
     this.index = options.index;
     this.now = options.now;
+    this.window = options.window;
   }
 
   /** The shard actor that receives this queue's signals (re-attached if the shard restarts). */
@@ -98,7 +107,8 @@ export class ShardQueue {
       signal = SEALED;
     }
     if (open === null) {
-      open = this.open = new Batch(`${this.options.batchIdPrefix}-${this.index}-${++this.sequence}`, this.index, item.acceptedAt);
+      const id = `${this.options.batchIdPrefix}-${this.index}-${++this.sequence}`;
+      open = this.open = new Batch(id, this.index, item.acceptedAt, this.window.currentMs);
       signal ??= OPENED;
     }
     open.add(item);
@@ -115,6 +125,11 @@ export class ShardQueue {
   /** Monotonic ms of the open batch's first item, or null when none is open. */
   get openedAt(): number | null {
     return this.open === null ? null : this.open.openedAt;
+  }
+
+  /** Monotonic ms when the open batch's time trigger fires, or null when none is open. */
+  get closesAt(): number | null {
+    return this.open === null ? null : this.open.closesAt;
   }
 
   get readyCount(): number {
@@ -157,9 +172,15 @@ export class ShardQueue {
     return undefined;
   }
 
+  /** The end of a dispatch round: the window controller sees the calls in flight and what still waits. */
+  dispatched(): void {
+    this.window.dispatched(this.inflight.size, this.ready.length);
+  }
+
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
     this.inflight.delete(batchId);
+    this.window.finished(this.inflight.size, this.ready.length);
     if (this.ready.length > 0 || this.draining) this.target?.send(DONE);
   }
 

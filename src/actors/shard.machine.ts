@@ -18,11 +18,17 @@
  *   window), `batch.sealed` (the size or byte cap sealed a batch: dispatch at
  *   once, not on a timer tick) and `batch.done` (a call ended while sealed
  *   batches wait for a slot, or while draining).
- * - The time trigger is `after: batchWindow` in `filling`. The delay is counted
- *   from the open batch's first item, not from entering the state, so a batch
- *   sealed by size and the next one opening in the same tick never stretch a
- *   window into a debounce. `batch.done` is handled without leaving the state,
- *   so it does not touch the window timer either.
+ * - The time trigger is `after: batchWindow` in `filling`. The delay runs to
+ *   the open batch's own deadline (`closesAt`: its first item's arrival plus
+ *   the window when it opened), not from entering the state, so a batch sealed
+ *   by size and the next one opening in the same tick never stretch a window
+ *   into a debounce, and a window change never stretches a batch already open.
+ *   `batch.done` is handled without leaving the state, so it does not touch
+ *   the window timer either.
+ * - The window is BATCH_MAX_WAIT_MS, or in adaptive mode what the shard's
+ *   BatchWindow says (batch-window.ts, ADR 0016). The controller hears the
+ *   outcome of each dispatch round (here) and of each finished call
+ *   (ShardQueue.finish): state changes, never items.
  * - Dispatch sends ready batches while fewer than MAX_INFLIGHT_BATCHES of the
  *   shard's are in flight (pipelined: the shard keeps collecting meanwhile).
  *   Each in-flight batch is a plain promise (dispatchBatch, which never
@@ -48,7 +54,6 @@ export interface ShardInput {
   readonly queue: ShardQueue;
   readonly downstream: Downstream;
   readonly observer: BatchObserver;
-  readonly batchMaxWaitMs: number;
   readonly maxInflightBatches: number;
 }
 
@@ -71,8 +76,8 @@ export const shardMachine = setup({
   },
   delays: {
     batchWindow: ({ context }) => {
-      const openedAt = context.queue.openedAt ?? context.queue.now();
-      return Math.max(0, openedAt + context.batchMaxWaitMs - context.queue.now());
+      const now = context.queue.now();
+      return Math.max(0, (context.queue.closesAt ?? now) - now);
     },
   },
   actions: {
@@ -89,6 +94,7 @@ export const shardMachine = setup({
         if (batch === undefined) break;
         void dispatchBatch({ batch, queue, downstream, observer }).then(() => queue.finish(batch.id));
       }
+      queue.dispatched();
     },
     stopSweeper: ({ context }) => context.queue.stop(),
   },

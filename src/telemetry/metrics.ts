@@ -4,8 +4,8 @@
  *
  * Per request the service does two things here: one counter increment on a
  * label child bound at startup, and, for items that went downstream, one
- * histogram observation. Queue depth and in-flight gauges cost nothing per
- * request: they are read from the shards when Prometheus scrapes.
+ * histogram observation. Queue depth, in-flight and window gauges cost
+ * nothing per request: they are read from the shards when Prometheus scrapes.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchOutcome, Trigger } from '../actors/batch.ts';
@@ -141,6 +141,15 @@ export class Metrics {
       registers,
       collect() {
         for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
+      },
+    });
+    new Gauge({
+      name: 'sidecar_batch_window_seconds',
+      help: "The window a shard's next batch gets (BATCH_MAX_WAIT_MS, or the adaptive window now)",
+      labelNames: ['shard'],
+      registers,
+      collect() {
+        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.windowMs / 1000);
       },
     });
   }

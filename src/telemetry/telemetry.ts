@@ -35,7 +35,7 @@ export class Telemetry implements BatchObserver {
     return new Telemetry(log, tracing, batchMaxSize);
   }
 
-  /** Where the queue-depth and in-flight gauges read from at scrape time. */
+  /** Where the queue-depth, in-flight and window gauges read from at scrape time. */
   observeShards(stats: () => ShardStats[]): void {
     this.shardStats = stats;
   }

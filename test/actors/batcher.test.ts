@@ -125,7 +125,7 @@ describe('Batcher and shard actor', () => {
     for (let id = 1; id <= 5; id++) expect(submit(id)).toBeNull();
     await settle();
     expect(downstream.calls).toHaveLength(2);
-    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 3, inflight: 2 });
+    expect(batcher.stats()[0]).toMatchObject({ shard: 0, waiting: 3, inflight: 2 });
     downstream.calls[0].echo();
     await settle();
     expect(downstream.calls).toHaveLength(3);
@@ -235,6 +235,6 @@ describe('Batcher and shard actor', () => {
     expect(downstream.calls).toHaveLength(20);
     const supervisor = (batcher as unknown as { supervisor: { getSnapshot(): { children: Record<string, { getSnapshot(): { children: object } }> } } }).supervisor;
     expect(Object.keys(supervisor.getSnapshot().children['shard-0'].getSnapshot().children)).toHaveLength(0);
-    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 0, inflight: 0 });
+    expect(batcher.stats()[0]).toMatchObject({ shard: 0, waiting: 0, inflight: 0 });
   });
 });

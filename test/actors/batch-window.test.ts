@@ -1,0 +1,174 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Item, type Batch, type ItemSink } from '../../src/actors/batch.ts';
+import { BatchWindow, WINDOW_PERIOD_MS, WINDOW_STEPS, type WindowMode } from '../../src/actors/batch-window.ts';
+import { Batcher, type BatcherConfig } from '../../src/actors/batcher.ts';
+import { FakeDownstream } from '../support/fake-downstream.ts';
+
+const CAP = 4;
+
+function makeWindow(mode: WindowMode = 'adaptive', minMs = 1, maxMs = 11) {
+  return new BatchWindow({ mode, minMs, maxMs, maxInflight: CAP, now: () => Date.now() });
+}
+
+/** The window after `n` whole periods with nothing in flight. */
+function afterIdlePeriods(window: BatchWindow, n: number): number {
+  vi.advanceTimersByTime(n * WINDOW_PERIOD_MS);
+  return window.currentMs;
+}
+
+describe('BatchWindow', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('is BATCH_MAX_WAIT_MS in fixed mode whatever the calls in flight', () => {
+    const window = makeWindow('fixed');
+    expect(window.currentMs).toBe(11);
+    window.dispatched(CAP, 3);
+    expect(afterIdlePeriods(window, 100)).toBe(11);
+  });
+
+  it('starts at BATCH_MAX_WAIT_MS and shrinks one step per period while calls in flight stay under half the cap', () => {
+    const window = makeWindow();
+    expect(window.currentMs).toBe(11);
+    window.dispatched(1, 0);
+    expect(afterIdlePeriods(window, 1)).toBe(10);
+    window.dispatched(CAP / 2 - 1, 0);
+    expect(afterIdlePeriods(window, 1)).toBe(9);
+    expect(afterIdlePeriods(window, 3)).toBe(6);
+  });
+
+  it('stops at BATCH_MIN_WAIT_MS exactly', () => {
+    const window = makeWindow('adaptive', 2, 12);
+    expect(afterIdlePeriods(window, WINDOW_STEPS + 5)).toBe(2);
+  });
+
+  it('holds while calls in flight are between half the cap and the cap', () => {
+    const window = makeWindow();
+    window.dispatched(CAP / 2, 0);
+    expect(afterIdlePeriods(window, 5)).toBe(11);
+    window.finished(CAP - 1, 0);
+    expect(afterIdlePeriods(window, 5)).toBe(11);
+  });
+
+  it('does not shrink after a period whose peak reached half the cap, even if the calls ended before it closed', () => {
+    const window = makeWindow();
+    afterIdlePeriods(window, 3); // 8 ms
+    window.dispatched(CAP / 2, 0);
+    window.finished(0, 0);
+    expect(afterIdlePeriods(window, 1)).toBe(8);
+    expect(afterIdlePeriods(window, 1)).toBe(7);
+  });
+
+  it('grows at once, doubling, when calls in flight reach the cap', () => {
+    const window = makeWindow();
+    expect(afterIdlePeriods(window, WINDOW_STEPS)).toBe(1);
+    window.dispatched(CAP, 0);
+    expect(window.currentMs).toBe(2);
+    window.dispatched(CAP, 0);
+    expect(window.currentMs).toBe(4);
+    window.dispatched(CAP, 0);
+    window.dispatched(CAP, 0);
+    expect(window.currentMs).toBe(11);
+  });
+
+  it('grows when a sealed batch waits for a slot, and does not shrink in that period', () => {
+    const window = makeWindow();
+    afterIdlePeriods(window, WINDOW_STEPS);
+    window.dispatched(1, 2);
+    expect(window.currentMs).toBe(2);
+    window.finished(0, 0);
+    expect(afterIdlePeriods(window, 1)).toBe(2);
+    expect(afterIdlePeriods(window, 1)).toBe(1);
+  });
+
+  it('grows by at least one step from a zero minimum', () => {
+    const window = makeWindow('adaptive', 0, 10);
+    expect(afterIdlePeriods(window, WINDOW_STEPS)).toBe(0);
+    window.dispatched(CAP, 0);
+    expect(window.currentMs).toBe(1);
+  });
+});
+
+describe('adaptive window in the shard', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  const BASE: BatcherConfig = {
+    shardCount: 1,
+    batchMaxSize: 2,
+    batchMaxWaitMs: 20,
+    batchMaxBytes: 1_000,
+    maxInflightBatches: 1,
+    maxQueuePerShard: 100,
+    batchWindowMode: 'adaptive',
+    batchMinWaitMs: 2,
+  };
+
+  function setup(config: Partial<BatcherConfig> = {}) {
+    const downstream = new FakeDownstream();
+    const answered: number[] = [];
+    const sink: ItemSink = {
+      resolve: (item: Item, _result: unknown, _batch: Batch) => answered.push(item.owner as number),
+      reject: (item: Item) => answered.push(item.owner as number),
+    };
+    const batcher = new Batcher({ config: { ...BASE, ...config }, downstream, sink, now: () => Date.now() }).start();
+    const submit = (id: number) => {
+      const now = Date.now();
+      return batcher.submit(0, new Item(Buffer.from(JSON.stringify({ id })), now, now + 10_000, id));
+    };
+    return { batcher, downstream, submit, answered };
+  }
+
+  const settle = () => vi.advanceTimersByTimeAsync(0);
+
+  it('sends a lone item after BATCH_MIN_WAIT_MS once the idle shard has shrunk its window', async () => {
+    const { batcher, downstream, submit } = setup();
+    expect(batcher.stats()[0].windowMs).toBe(20);
+    await vi.advanceTimersByTimeAsync(WINDOW_STEPS * WINDOW_PERIOD_MS);
+    expect(batcher.stats()[0].windowMs).toBe(2);
+    submit(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(downstream.calls).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(downstream.calls).toHaveLength(1);
+  });
+
+  it('widens the window as soon as the calls in flight reach MAX_INFLIGHT_BATCHES', async () => {
+    const { batcher, downstream, submit } = setup();
+    await vi.advanceTimersByTimeAsync(WINDOW_STEPS * WINDOW_PERIOD_MS);
+    submit(1);
+    submit(2); // sealed by size, sent: 1 call in flight = the cap
+    await settle();
+    expect(downstream.calls).toHaveLength(1);
+    expect(batcher.stats()[0].windowMs).toBe(4);
+  });
+
+  it('never stretches a batch already open when the window grows', async () => {
+    const { batcher, downstream, submit } = setup();
+    await vi.advanceTimersByTimeAsync(WINDOW_STEPS * WINDOW_PERIOD_MS);
+    submit(1);
+    submit(2); // call 1 in flight (cap 1): window 2 -> 4
+    submit(3);
+    submit(4); // sealed, waits for the slot: window 4 -> 8
+    await settle();
+    expect(batcher.stats()[0].windowMs).toBe(8);
+    submit(5); // opens a batch that closes 8 ms from now
+    downstream.calls[0].echo(); // the slot frees, [3, 4] leaves: window 8 -> 16
+    await settle();
+    expect(batcher.stats()[0].windowMs).toBe(16);
+    await vi.advanceTimersByTimeAsync(8); // [5] sealed on its own 8 ms, not the new 16
+    submit(6);
+    downstream.calls[1].echo();
+    await settle();
+    expect(downstream.calls).toHaveLength(3);
+    expect(downstream.calls[2].items).toEqual([{ id: 5 }]);
+  });
+
+  it('still seals at once by size in adaptive mode', async () => {
+    const { downstream, submit } = setup({ maxInflightBatches: 4 });
+    submit(1);
+    submit(2);
+    await settle();
+    expect(downstream.calls).toHaveLength(1);
+  });
+});
