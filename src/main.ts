@@ -44,6 +44,7 @@ const batcher = new Batcher({
   },
 }).start();
 telemetry.observeShards(() => batcher.stats());
+telemetry.observeLifecycle(() => lifecycle.phase);
 const app = buildApp({ config, batcher, lifecycle, telemetry, log });
 
 const onSignal = createShutdown({
@@ -53,6 +54,7 @@ const onSignal = createShutdown({
   downstream,
   lifecycle,
   flush: () => telemetry.flush(),
+  refused: () => telemetry.metrics.requestCount('draining'),
   exit: (code) => process.exit(code),
 });
 process.on('SIGTERM', onSignal);

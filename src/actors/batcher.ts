@@ -51,6 +51,14 @@ export interface ShardStats {
   readonly windowMs: number;
 }
 
+/** What the shards hold at one moment (the shutdown log lines). */
+export interface Holdings {
+  /** Items not answered yet: waiting, and in calls in flight. */
+  readonly items: number;
+  /** Downstream calls in flight. */
+  readonly calls: number;
+}
+
 export class Batcher {
   readonly shardCount: number;
   private readonly queues: ShardQueue[];
@@ -153,6 +161,24 @@ export class Batcher {
       inflight: queue.inflight.size,
       windowMs: queue.window.currentMs,
     }));
+  }
+
+  /** Items not answered yet and calls in flight, over every shard. */
+  holdings(): Holdings {
+    let items = 0;
+    let calls = 0;
+    for (const queue of this.queues) {
+      items += queue.waiting + queue.inflightItems;
+      calls += queue.inflight.size;
+    }
+    return { items, calls };
+  }
+
+  /** Items sealed into batches by the drain trigger so far. */
+  drainFlushed(): number {
+    let count = 0;
+    for (const queue of this.queues) count += queue.drainFlushed;
+    return count;
   }
 
   /** Stops the actors and timers without draining (tests, and after the shutdown timeout). */

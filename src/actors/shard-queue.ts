@@ -70,6 +70,8 @@ export class ShardQueue {
   waiting = 0;
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
+  /** Items sealed into a batch by the drain trigger (reported when shutdown ends). */
+  drainFlushed = 0;
   readonly inflight = new Map<string, Batch>();
   readonly window: BatchWindow;
 
@@ -132,6 +134,13 @@ export class ShardQueue {
     return this.open === null ? null : this.open.closesAt;
   }
 
+  /** Unsettled items in the shard's calls in flight (a handful of batches: read at shutdown steps only). */
+  get inflightItems(): number {
+    let count = 0;
+    for (const batch of this.inflight.values()) count += batch.live;
+    return count;
+  }
+
   get readyCount(): number {
     return this.ready.length;
   }
@@ -146,6 +155,7 @@ export class ShardQueue {
     const open = this.open;
     if (open === null) return;
     open.trigger = trigger;
+    if (trigger === 'drain') this.drainFlushed += open.live;
     this.ready.push(open);
     this.open = null;
   }
