@@ -527,11 +527,12 @@ const WINDOW_RATES = [1000, 5000, 10_000];
  */
 const WINDOW_ROOM_INFLIGHT = 32;
 /**
- * The bottleneck: a 200 ms downstream with 16 slots per shard at 1,000 req/s.
- * Fixed mode needs about 250 / (1 + 2.5) ≈ 71 calls a second per shard, i.e.
- * 14 of its 16 slots: at their peaks they fill.
+ * The bottleneck: a 200 ms downstream with 18 slots per shard at 1,000 req/s.
+ * Fixed mode sends 3 items a call (one every 4 ms in a 10 ms window), about 83
+ * calls a second per shard, i.e. 16.7 of its 18 slots: at their peaks they
+ * fill (bench/micro/window-sim.ts: peak in flight 18; with 16 it overloads).
  */
-const WINDOW_BOTTLENECK = { latencyMs: 200, maxInflight: 16, rate: 1000 } as const;
+const WINDOW_BOTTLENECK = { latencyMs: 200, maxInflight: 18, rate: 1000 } as const;
 
 function windowEnv(downstreamUrl: string, mode: 'fixed' | 'adaptive', maxInflight: number): Record<string, string> {
   return sidecarEnv(downstreamUrl, { BATCH_WINDOW_MODE: mode, BATCH_MIN_WAIT_MS: '1', MAX_INFLIGHT_BATCHES: String(maxInflight) });

@@ -47,6 +47,9 @@ export interface BatchWindowOptions {
   readonly maxInflight: number;
   /** Monotonic clock in ms; injectable for tests with fake timers. */
   readonly now: () => number;
+  /** Tuning, for the simulation that chose the defaults (bench/micro/window-sim.ts). */
+  readonly periodMs?: number;
+  readonly steps?: number;
 }
 
 export class BatchWindow {
@@ -55,6 +58,7 @@ export class BatchWindow {
   private readonly maxMs: number;
   private readonly maxInflight: number;
   private readonly step: number;
+  private readonly periodMs: number;
   private readonly now: () => number;
   private ms: number;
   private periodStart: number;
@@ -71,7 +75,8 @@ export class BatchWindow {
     this.minMs = Math.min(options.minMs, options.maxMs);
     this.maxMs = options.maxMs;
     this.maxInflight = options.maxInflight;
-    this.step = (this.maxMs - this.minMs) / WINDOW_STEPS;
+    this.step = (this.maxMs - this.minMs) / (options.steps ?? WINDOW_STEPS);
+    this.periodMs = options.periodMs ?? WINDOW_PERIOD_MS;
     this.now = options.now;
     this.ms = options.maxMs;
     this.periodStart = this.now();
@@ -109,13 +114,13 @@ export class BatchWindow {
 
   /** Closes the periods that have ended by `now`, shrinking the window for each one that had room. */
   private settle(now: number): void {
-    const periods = Math.floor((now - this.periodStart) / WINDOW_PERIOD_MS);
+    const periods = Math.floor((now - this.periodStart) / this.periodMs);
     if (periods <= 0) return;
     let shrink = this.hadRoom(this.peak, this.pressed) ? 1 : 0;
     // Periods with no event in them: the state stayed what it was after the last one.
     if (periods > 1 && this.hadRoom(this.inflight, this.readyBatches > 0)) shrink += periods - 1;
     if (shrink > 0) this.ms = Math.max(this.minMs, micros(this.ms - shrink * this.step));
-    this.periodStart += periods * WINDOW_PERIOD_MS;
+    this.periodStart += periods * this.periodMs;
     this.peak = this.inflight;
     this.pressed = this.readyBatches > 0;
   }
