@@ -257,7 +257,7 @@ export function renderWindow(w: WindowFigures): string {
   const lines = [
     '## 6. Batch window: fixed vs adaptive (open loop, SHARD_COUNT=4, BATCH_MAX_SIZE=100, BATCH_MAX_WAIT_MS=10, BATCH_MIN_WAIT_MS=1)',
     '',
-    'Both modes at each rate, one after the other, each its own sidecar. Added p99 = client p99 − the downstream latency − ' +
+    'Both modes at each rate in alternating rounds, each mode its own sidecar; the round with the median client p99 is shown. Added p99 = client p99 − the downstream latency − ' +
       'the bare route\'s client p99 at the same rate (SPEC §10). Window: the mean over the shards of ' +
       '`sidecar_batch_window_seconds` at the end of the run.',
     '',
@@ -275,6 +275,10 @@ export function renderWindow(w: WindowFigures): string {
         `${q(f.overhead?.p99)} / ${q(a.overhead?.p99)} | ${cpu(f.processes.sidecar)} / ${cpu(a.processes.sidecar)} | ${keptUp(f.open)} / ${keptUp(a.open)} |`
       );
     }),
+    '',
+    `Client p99 of each round (ms), fixed / adaptive: ${w.steps
+      .map((step) => `${step.scenario} ${num(step.rate)}: ${step.fixed.p99RoundsMs.map((v) => num(v, 0)).join(', ')} / ${step.adaptive.p99RoundsMs.map((v) => num(v, 0)).join(', ')}`)
+      .join('; ')}.`,
     '',
     '| goal | result | |',
     '|---|---|---|',

@@ -126,6 +126,8 @@ export interface WindowSide {
   readonly windowMs: number | null;
   /** Client p99 − the downstream's latency − the bare route's client p99 at the same rate, ms (SPEC §10). */
   readonly addedP99Ms: number | null;
+  /** Client p99 of every round of this mode at this rate, ms; this side is the median one. */
+  readonly p99RoundsMs: (number | null)[];
   readonly processes: Record<string, ProcFigures | null>;
 }
 

@@ -39,6 +39,7 @@ interface Law {
   readonly mode: WindowMode;
   readonly periodMs?: number;
   readonly steps?: number;
+  readonly band?: 'hold' | 'grow';
 }
 
 interface Result {
@@ -106,7 +107,7 @@ function random(seed: number): () => number {
 
 function simulate(scenario: Scenario, law: Law): Result {
   let now = 0;
-  const window = new BatchWindow({ mode: law.mode, minMs: MIN_MS, maxMs: MAX_MS, maxInflight: scenario.cap, now: () => now, periodMs: law.periodMs, steps: law.steps });
+  const window = new BatchWindow({ mode: law.mode, minMs: MIN_MS, maxMs: MAX_MS, maxInflight: scenario.cap, now: () => now, periodMs: law.periodMs, steps: law.steps, band: law.band });
   const events = new Events();
   const rand = random(42);
   const waits: number[] = [];
@@ -213,7 +214,8 @@ const SCENARIOS: Scenario[] = [
 
 const LAWS: Law[] = [
   { name: 'fixed', mode: 'fixed' },
-  { name: 'adaptive, period 50 ms, 10 steps (chosen)', mode: 'adaptive', periodMs: 50, steps: 10 },
+  { name: 'adaptive, period 50 ms, 10 steps, band grows (chosen)', mode: 'adaptive', periodMs: 50, steps: 10, band: 'grow' },
+  { name: 'adaptive, period 50 ms, 10 steps, band holds', mode: 'adaptive', periodMs: 50, steps: 10, band: 'hold' },
   { name: 'adaptive, period 10 ms, 10 steps', mode: 'adaptive', periodMs: 10, steps: 10 },
   { name: 'adaptive, period 200 ms, 10 steps', mode: 'adaptive', periodMs: 200, steps: 10 },
   { name: 'adaptive, period 50 ms, 3 steps', mode: 'adaptive', periodMs: 50, steps: 3 },

@@ -14,12 +14,18 @@
  *               stayed under MAX_INFLIGHT_BATCHES / 2 and no sealed batch
  *               waited: shrink by one step at the end of that period,
  *                 window ← max(min, window − step)
- *     otherwise hold (the band between half the slots and all of them).
+ *     otherwise (calls in flight reached half the slots in the period): grow
+ *               by one step at its end, window ← min(max, window + step).
  *
  *   step = (max − min) / WINDOW_STEPS. Fast up, slow down: a slot-starved
  *   downstream costs the most (every small batch sealed then is one more
  *   call queued behind the others), while a window one step too long costs
- *   callers a fraction of a millisecond. The window starts at the maximum.
+ *   callers a fraction of a millisecond. Between half the slots and all of
+ *   them the window creeps up rather than holding, so it settles where calls
+ *   in flight hover around half the slots, and a quiet moment at a
+ *   bottleneck does not leave it short until the slots fill again (the
+ *   simulation in bench/micro/window-sim.ts compares both). The window
+ *   starts at the maximum.
  *
  * The controller is told about state changes only, never about items: the
  * end of each dispatch round and each finished call (calls in flight change
@@ -50,6 +56,8 @@ export interface BatchWindowOptions {
   /** Tuning, for the simulation that chose the defaults (bench/micro/window-sim.ts). */
   readonly periodMs?: number;
   readonly steps?: number;
+  /** Between half the slots and all of them: creep up (default) or hold. */
+  readonly band?: 'hold' | 'grow';
 }
 
 export class BatchWindow {
@@ -59,6 +67,7 @@ export class BatchWindow {
   private readonly maxInflight: number;
   private readonly step: number;
   private readonly periodMs: number;
+  private readonly band: 'hold' | 'grow';
   private readonly now: () => number;
   private ms: number;
   private periodStart: number;
@@ -77,6 +86,7 @@ export class BatchWindow {
     this.maxInflight = options.maxInflight;
     this.step = (this.maxMs - this.minMs) / (options.steps ?? WINDOW_STEPS);
     this.periodMs = options.periodMs ?? WINDOW_PERIOD_MS;
+    this.band = options.band ?? 'grow';
     this.now = options.now;
     this.ms = options.maxMs;
     this.periodStart = this.now();
@@ -112,14 +122,15 @@ export class BatchWindow {
     this.readyBatches = readyBatches;
   }
 
-  /** Closes the periods that have ended by `now`, shrinking the window for each one that had room. */
+  /** Closes the periods that have ended by `now`: one step down for each that had room, one up for each that had not. */
   private settle(now: number): void {
     const periods = Math.floor((now - this.periodStart) / this.periodMs);
     if (periods <= 0) return;
-    let shrink = this.hadRoom(this.peak, this.pressed) ? 1 : 0;
+    const grow = this.band === 'grow' ? -1 : 0;
+    let steps = this.hadRoom(this.peak, this.pressed) ? 1 : grow;
     // Periods with no event in them: the state stayed what it was after the last one.
-    if (periods > 1 && this.hadRoom(this.inflight, this.readyBatches > 0)) shrink += periods - 1;
-    if (shrink > 0) this.ms = Math.max(this.minMs, micros(this.ms - shrink * this.step));
+    if (periods > 1) steps += (periods - 1) * (this.hadRoom(this.inflight, this.readyBatches > 0) ? 1 : grow);
+    if (steps !== 0) this.ms = Math.min(this.maxMs, Math.max(this.minMs, micros(this.ms - steps * this.step)));
     this.periodStart += periods * this.periodMs;
     this.peak = this.inflight;
     this.pressed = this.readyBatches > 0;

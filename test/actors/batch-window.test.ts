@@ -42,11 +42,13 @@ describe('BatchWindow', () => {
     expect(afterIdlePeriods(window, WINDOW_STEPS + 5)).toBe(2);
   });
 
-  it('holds while calls in flight are between half the cap and the cap', () => {
+  it('creeps up one step per period while calls in flight are between half the cap and the cap', () => {
     const window = makeWindow();
+    afterIdlePeriods(window, 6); // 5 ms
     window.dispatched(CAP / 2, 0);
-    expect(afterIdlePeriods(window, 5)).toBe(11);
+    expect(afterIdlePeriods(window, 1)).toBe(6);
     window.finished(CAP - 1, 0);
+    expect(afterIdlePeriods(window, 3)).toBe(9);
     expect(afterIdlePeriods(window, 5)).toBe(11);
   });
 
@@ -55,8 +57,15 @@ describe('BatchWindow', () => {
     afterIdlePeriods(window, 3); // 8 ms
     window.dispatched(CAP / 2, 0);
     window.finished(0, 0);
+    expect(afterIdlePeriods(window, 1)).toBe(9);
     expect(afterIdlePeriods(window, 1)).toBe(8);
-    expect(afterIdlePeriods(window, 1)).toBe(7);
+  });
+
+  it('holds in that band when told to (the variant the simulation compares)', () => {
+    const window = new BatchWindow({ mode: 'adaptive', minMs: 1, maxMs: 11, maxInflight: CAP, now: () => Date.now(), band: 'hold' });
+    afterIdlePeriods(window, 6);
+    window.dispatched(CAP / 2, 0);
+    expect(afterIdlePeriods(window, 5)).toBe(5);
   });
 
   it('grows at once, doubling, when calls in flight reach the cap', () => {
@@ -77,8 +86,8 @@ describe('BatchWindow', () => {
     window.dispatched(1, 2);
     expect(window.currentMs).toBe(2);
     window.finished(0, 0);
+    expect(afterIdlePeriods(window, 1)).toBe(3);
     expect(afterIdlePeriods(window, 1)).toBe(2);
-    expect(afterIdlePeriods(window, 1)).toBe(1);
   });
 
   it('grows by at least one step from a zero minimum', () => {
