@@ -195,10 +195,20 @@ interface OpenRun {
   readonly target: ProcFigures;
   readonly downstream: ProcFigures | null;
   readonly bench: ProcFigures;
+  /** Scraped just after the last request was sent (only when asked: openRun's `scrapeAtLastSend`). */
+  readonly atLastSend: metrics.Scrape | null;
 }
 
 /** One open-loop run against `target`, with metrics and /proc samples around the measured window. */
-async function openRun(target: Child, downstream: Child | null, rate: number, warmupS: number, durationS: number, bodies: Buffer[]): Promise<OpenRun> {
+async function openRun(
+  target: Child,
+  downstream: Child | null,
+  rate: number,
+  warmupS: number,
+  durationS: number,
+  bodies: Buffer[],
+  scrapeAtLastSend = false,
+): Promise<OpenRun> {
   let before: Promise<metrics.Scrape | null> = Promise.resolve(null);
   let p0: ProcSample | null = null;
   let d0: ProcSample | null = null;
@@ -226,6 +236,7 @@ async function openRun(target: Child, downstream: Child | null, rate: number, wa
   const p1 = sampleProcess(target.pid);
   const d1 = downstream === null ? null : sampleProcess(downstream.pid);
   const bench = benchCpu(c0, seconds);
+  const atLastSend = scrapeAtLastSend ? await metrics.scrape(target.url) : null;
   const open = await loop.finish();
   const after = await metrics.scrape(target.url);
   return {
@@ -235,6 +246,7 @@ async function openRun(target: Child, downstream: Child | null, rate: number, wa
     target: procFigures(p0, p1, seconds),
     downstream: downstream === null ? null : procFigures(d0, d1, seconds),
     bench,
+    atLastSend,
   };
 }
 
@@ -539,9 +551,10 @@ function windowEnv(downstreamUrl: string, mode: 'fixed' | 'adaptive', maxInfligh
 }
 
 async function windowSide(mode: WindowSide['mode'], sidecar: Child, downstream: Child, rate: number, bodies: Buffer[], label: string): Promise<WindowSide> {
-  const run = await openRun(sidecar, downstream, rate, TIME.windowWarmup, TIME.window, bodies);
+  const run = await openRun(sidecar, downstream, rate, TIME.windowWarmup, TIME.window, bodies, true);
   noteLoadProblems(`${label} (${mode})`, run.open.statuses, run.open.errors, run.open.unfinished);
-  const windows = metrics.byLabel(run.after, 'sidecar_batch_window_seconds', 'shard');
+  // Read at the last send: once the load stops, idle periods shrink the adaptive window.
+  const windows = metrics.byLabel(run.atLastSend, 'sidecar_batch_window_seconds', 'shard');
   const values = windows === null ? [] : Object.values(windows);
   return {
     mode,

@@ -122,7 +122,7 @@ export interface WindowSide {
   readonly open: OpenLoopResult;
   readonly overhead: OverheadFigures | null;
   readonly batching: BatchFigures;
-  /** Mean over the shards of sidecar_batch_window_seconds at the end of the run, ms. */
+  /** Mean over the shards of sidecar_batch_window_seconds just after the last request was sent, ms. */
   readonly windowMs: number | null;
   /** Client p99 − the downstream's latency − the bare route's client p99 at the same rate, ms (SPEC §10). */
   readonly addedP99Ms: number | null;
