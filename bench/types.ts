@@ -128,6 +128,9 @@ export interface WindowSide {
   readonly addedP99Ms: number | null;
   /** Client p99 of every round of this mode at this rate, ms; this side is the median one. */
   readonly p99RoundsMs: (number | null)[];
+  /** Calls per 1,000 requests of every round, and over all rounds together (the figure compared). */
+  readonly callsPer1000Rounds: (number | null)[];
+  readonly pooledCallsPer1000: number | null;
   readonly processes: Record<string, ProcFigures | null>;
 }
 
@@ -148,7 +151,7 @@ export interface WindowFigures {
   readonly steps: WindowStep[];
   /** Added p99 at 1,000 req/s with room, fixed − adaptive, ms (goal: ≥ 5). */
   readonly latencyGainAt1000Ms: number | null;
-  /** Calls per 1,000 requests at the bottleneck, adaptive − fixed (goal: ≤ 0). */
+  /** Calls per 1,000 requests at the bottleneck over all rounds, adaptive − fixed (goal: ≤ 0). */
   readonly bottleneckExtraCallsPer1000: number | null;
 }
 
