@@ -195,6 +195,14 @@ const SCENARIOS: Scenario[] = [
   { name: 'bottleneck: 250/s a shard, 200 ms, cap 18', profile: [[20 * S, 250]], latencyMs: 200, cap: 18, measureFromMs: 2 * S },
   { name: 'bottleneck: 250/s a shard, 200 ms, cap 20', profile: [[20 * S, 250]], latencyMs: 200, cap: 20, measureFromMs: 2 * S },
   {
+    name: 'bottleneck from idle: nothing for 2 s, then 250/s (figures: 1.5 s to 6.5 s after the start), 200 ms, cap 18',
+    profile: [[2 * S, 0.5], [9 * S, 250]],
+    latencyMs: 200,
+    cap: 18,
+    measureFromMs: 3.5 * S,
+    measureToMs: 8.5 * S,
+  },
+  {
     name: 'surge: 250/s, then 2,500/s from 5 s (figures: the first second of the surge), 200 ms, cap 16',
     profile: [[5 * S, 250], [8 * S, 2500]],
     latencyMs: 200,
