@@ -40,6 +40,7 @@ interface Law {
   readonly periodMs?: number;
   readonly steps?: number;
   readonly band?: 'hold' | 'grow';
+  readonly increase?: 'max' | 'double';
 }
 
 interface Result {
@@ -107,7 +108,7 @@ function random(seed: number): () => number {
 
 function simulate(scenario: Scenario, law: Law): Result {
   let now = 0;
-  const window = new BatchWindow({ mode: law.mode, minMs: MIN_MS, maxMs: MAX_MS, maxInflight: scenario.cap, now: () => now, periodMs: law.periodMs, steps: law.steps, band: law.band });
+  const window = new BatchWindow({ mode: law.mode, minMs: MIN_MS, maxMs: MAX_MS, maxInflight: scenario.cap, now: () => now, periodMs: law.periodMs, steps: law.steps, band: law.band, increase: law.increase });
   const events = new Events();
   const rand = random(42);
   const waits: number[] = [];
@@ -224,6 +225,7 @@ const LAWS: Law[] = [
   { name: 'fixed', mode: 'fixed' },
   { name: 'adaptive, period 50 ms, 10 steps, band grows (chosen)', mode: 'adaptive', periodMs: 50, steps: 10, band: 'grow' },
   { name: 'adaptive, period 50 ms, 10 steps, band holds', mode: 'adaptive', periodMs: 50, steps: 10, band: 'hold' },
+  { name: 'adaptive, period 50 ms, 10 steps, doubles under pressure', mode: 'adaptive', periodMs: 50, steps: 10, increase: 'double' },
   { name: 'adaptive, period 10 ms, 10 steps', mode: 'adaptive', periodMs: 10, steps: 10 },
   { name: 'adaptive, period 200 ms, 10 steps', mode: 'adaptive', periodMs: 200, steps: 10 },
   { name: 'adaptive, period 50 ms, 3 steps', mode: 'adaptive', periodMs: 50, steps: 3 },

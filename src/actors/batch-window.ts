@@ -8,8 +8,7 @@
  *   law: a slower downstream holds each call longer and fills the slots):
  *
  *     pressure  calls in flight reach MAX_INFLIGHT_BATCHES, or a sealed batch
- *               waits for a slot: grow at once,
- *                 window ← min(max, max(2 × window, window + step))
+ *               waits for a slot: at once to the maximum, window ← max
  *     room      during a whole period (WINDOW_PERIOD_MS) the calls in flight
  *               stayed under MAX_INFLIGHT_BATCHES / 2 and no sealed batch
  *               waited: shrink by one step at the end of that period,
@@ -58,6 +57,8 @@ export interface BatchWindowOptions {
   readonly steps?: number;
   /** Between half the slots and all of them: creep up (default) or hold. */
   readonly band?: 'hold' | 'grow';
+  /** Under pressure: straight to the maximum (default) or double. */
+  readonly increase?: 'max' | 'double';
 }
 
 export class BatchWindow {
@@ -68,6 +69,7 @@ export class BatchWindow {
   private readonly step: number;
   private readonly periodMs: number;
   private readonly band: 'hold' | 'grow';
+  private readonly increase: 'max' | 'double';
   private readonly now: () => number;
   private ms: number;
   private periodStart: number;
@@ -87,6 +89,7 @@ export class BatchWindow {
     this.step = (this.maxMs - this.minMs) / (options.steps ?? WINDOW_STEPS);
     this.periodMs = options.periodMs ?? WINDOW_PERIOD_MS;
     this.band = options.band ?? 'grow';
+    this.increase = options.increase ?? 'max';
     this.now = options.now;
     this.ms = options.maxMs;
     this.periodStart = this.now();
@@ -110,7 +113,7 @@ export class BatchWindow {
     if (inflight > this.peak) this.peak = inflight;
     if (inflight >= this.maxInflight || readyBatches > 0) {
       this.pressed = true;
-      this.ms = Math.min(this.maxMs, micros(Math.max(this.ms * 2, this.ms + this.step)));
+      this.ms = this.increase === 'max' ? this.maxMs : Math.min(this.maxMs, micros(Math.max(this.ms * 2, this.ms + this.step)));
     }
   }
 

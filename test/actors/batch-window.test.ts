@@ -68,33 +68,30 @@ describe('BatchWindow', () => {
     expect(afterIdlePeriods(window, 5)).toBe(5);
   });
 
-  it('grows at once, doubling, when calls in flight reach the cap', () => {
+  it('goes to BATCH_MAX_WAIT_MS at once when calls in flight reach the cap', () => {
     const window = makeWindow();
     expect(afterIdlePeriods(window, WINDOW_STEPS)).toBe(1);
-    window.dispatched(CAP, 0);
-    expect(window.currentMs).toBe(2);
-    window.dispatched(CAP, 0);
-    expect(window.currentMs).toBe(4);
-    window.dispatched(CAP, 0);
     window.dispatched(CAP, 0);
     expect(window.currentMs).toBe(11);
   });
 
-  it('grows when a sealed batch waits for a slot, and does not shrink in that period', () => {
+  it('goes to BATCH_MAX_WAIT_MS when a sealed batch waits for a slot, and does not shrink in that period', () => {
     const window = makeWindow();
     afterIdlePeriods(window, WINDOW_STEPS);
     window.dispatched(1, 2);
-    expect(window.currentMs).toBe(2);
+    expect(window.currentMs).toBe(11);
     window.finished(0, 0);
-    expect(afterIdlePeriods(window, 1)).toBe(3);
-    expect(afterIdlePeriods(window, 1)).toBe(2);
+    expect(afterIdlePeriods(window, 1)).toBe(11);
+    expect(afterIdlePeriods(window, 1)).toBe(10);
   });
 
-  it('grows by at least one step from a zero minimum', () => {
-    const window = makeWindow('adaptive', 0, 10);
+  it('doubles under pressure when told to (the variant the simulation compares), by at least a step from zero', () => {
+    const window = new BatchWindow({ mode: 'adaptive', minMs: 0, maxMs: 10, maxInflight: CAP, now: () => Date.now(), increase: 'double' });
     expect(afterIdlePeriods(window, WINDOW_STEPS)).toBe(0);
     window.dispatched(CAP, 0);
     expect(window.currentMs).toBe(1);
+    window.dispatched(CAP, 0);
+    expect(window.currentMs).toBe(2);
   });
 });
 
@@ -142,35 +139,35 @@ describe('adaptive window in the shard', () => {
     expect(downstream.calls).toHaveLength(1);
   });
 
-  it('widens the window as soon as the calls in flight reach MAX_INFLIGHT_BATCHES', async () => {
+  it('widens the window to BATCH_MAX_WAIT_MS as soon as the calls in flight reach MAX_INFLIGHT_BATCHES', async () => {
     const { batcher, downstream, submit } = setup();
     await vi.advanceTimersByTimeAsync(WINDOW_STEPS * WINDOW_PERIOD_MS);
     submit(1);
     submit(2); // sealed by size, sent: 1 call in flight = the cap
     await settle();
     expect(downstream.calls).toHaveLength(1);
-    expect(batcher.stats()[0].windowMs).toBe(4);
+    expect(batcher.stats()[0].windowMs).toBe(20);
   });
 
   it('never stretches a batch already open when the window grows', async () => {
-    const { batcher, downstream, submit } = setup();
-    await vi.advanceTimersByTimeAsync(WINDOW_STEPS * WINDOW_PERIOD_MS);
-    submit(1);
-    submit(2); // call 1 in flight (cap 1): window 2 -> 4
+    // Window 4..22 ms (steps of 1.8), 2 slots: one call in flight is half of them.
+    const { batcher, downstream, submit } = setup({ batchMinWaitMs: 4, batchMaxWaitMs: 22, maxInflightBatches: 2, batchMaxSize: 10 });
+    await vi.advanceTimersByTimeAsync(WINDOW_STEPS * WINDOW_PERIOD_MS); // t = 500, a period starts
+    expect(batcher.stats()[0].windowMs).toBe(4);
+    submit(1); // closes at 504
+    await vi.advanceTimersByTimeAsync(4);
+    expect(downstream.calls).toHaveLength(1); // one call in flight for the rest of the period
+    await vi.advanceTimersByTimeAsync(43); // t = 547
+    submit(2); // opens with the 4 ms window: closes at 551
+    await vi.advanceTimersByTimeAsync(3.5); // t = 550.5, the period has ended
+    downstream.calls[0].echo(); // the call ends: the period with half the slots busy grows the window
+    await settle();
+    expect(batcher.stats()[0].windowMs).toBe(5.8);
+    await vi.advanceTimersByTimeAsync(0.5); // t = 551: [2] leaves on its own deadline, not 547 + 5.8
+    expect(downstream.calls).toHaveLength(2);
     submit(3);
-    submit(4); // sealed, waits for the slot: window 4 -> 8
-    await settle();
-    expect(batcher.stats()[0].windowMs).toBe(8);
-    submit(5); // opens a batch that closes 8 ms from now
-    downstream.calls[0].echo(); // the slot frees, [3, 4] leaves: window 8 -> 16
-    await settle();
-    expect(batcher.stats()[0].windowMs).toBe(16);
-    await vi.advanceTimersByTimeAsync(8); // [5] sealed on its own 8 ms, not the new 16
-    submit(6);
-    downstream.calls[1].echo();
-    await settle();
-    expect(downstream.calls).toHaveLength(3);
-    expect(downstream.calls[2].items).toEqual([{ id: 5 }]);
+    await vi.advanceTimersByTimeAsync(6);
+    expect(downstream.calls.map((call) => call.items)).toEqual([[{ id: 1 }], [{ id: 2 }], [{ id: 3 }]]);
   });
 
   it('still seals at once by size in adaptive mode', async () => {
