@@ -1,7 +1,7 @@
 /** bench/results/summary.md: the figures as tables, ratios first. */
 import type { OpenLoopResult } from './open-loop.ts';
 import type { Percentiles } from './stats.ts';
-import type { BatchFigures, BenchResults, OverheadFigures, ProcFigures, QuantileMs, ThroughputSide } from './types.ts';
+import type { BatchFigures, BenchResults, OverheadFigures, ProcFigures, QuantileMs, ThroughputSide, WindowFigures } from './types.ts';
 
 const NA = 'n/a';
 
@@ -232,6 +232,8 @@ export function renderSummary(r: BenchResults): string {
     '',
   );
 
+  if (r.window !== undefined) push(renderWindow(r.window), '');
+
   if (anyClientBatch) {
     push('¹ counted from the distinct `x-batch-id` headers the client saw: the sidecar has no `sidecar_batch_size` metric yet.', '');
   }
@@ -240,5 +242,52 @@ export function renderSummary(r: BenchResults): string {
   else push(...r.problems.map((p) => `- ${p}`));
   if (r.notes.length > 0) push('', '## Notes', '', ...r.notes.map((n) => `- ${n}`));
   push('', `Raw figures: bench/results/latest.json. Durations (s): ${Object.entries(r.meta.durationsSeconds).map(([k, v]) => `${k} ${v}`).join(', ')}.`, '');
+  return lines.join('\n');
+}
+
+function signed(n: number | null | undefined, digits = 1): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return NA;
+  return `${n > 0 ? '+' : ''}${num(n, digits)}`;
+}
+
+/** Section 6: fixed vs adaptive batch window (ADR 0016). */
+export function renderWindow(w: WindowFigures): string {
+  const gainPass = w.latencyGainAt1000Ms === null ? null : w.latencyGainAt1000Ms >= 5;
+  const callsPass = w.bottleneckExtraCallsPer1000 === null ? null : w.bottleneckExtraCallsPer1000 <= 0;
+  const lines = [
+    '## 6. Batch window: fixed vs adaptive (open loop, SHARD_COUNT=4, BATCH_MAX_SIZE=100, BATCH_MAX_WAIT_MS=10, BATCH_MIN_WAIT_MS=1)',
+    '',
+    'Both modes at each rate in alternating rounds, each mode its own sidecar; the round with the median client p99 is shown. Added p99 = client p99 − the downstream latency − ' +
+      'the bare route\'s client p99 at the same rate (SPEC §10). Window: the mean over the shards of ' +
+      '`sidecar_batch_window_seconds` read just after the last request was sent.',
+    '',
+    '| scenario | req/s | added p99 ms, fixed / adaptive (Δ) | e2e p50 / p90 ms, fixed — adaptive | calls / 1,000 req (all rounds), fixed / adaptive | window ms at the last send | overhead p50 / p99 ms, fixed — adaptive | sidecar CPU | kept up? fixed / adaptive |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...w.steps.map((step) => {
+      const f = step.fixed;
+      const a = step.adaptive;
+      const delta = f.addedP99Ms !== null && a.addedP99Ms !== null ? a.addedP99Ms - f.addedP99Ms : null;
+      const scenario = `${step.scenario} (${num(step.downstreamLatencyMs)} ms, MAX_INFLIGHT_BATCHES=${step.maxInflightBatches})`;
+      return (
+        `| ${scenario} | ${num(step.rate)} | ${num(f.addedP99Ms, 1)} / ${num(a.addedP99Ms, 1)} (**${signed(delta)}**) | ` +
+        `${num(f.open.latencyMs?.p50, 1)} / ${num(f.open.latencyMs?.p90, 1)} — ${num(a.open.latencyMs?.p50, 1)} / ${num(a.open.latencyMs?.p90, 1)} | ` +
+        `${num(f.pooledCallsPer1000, 1)} / ${num(a.pooledCallsPer1000, 1)} | ${num(f.windowMs, 1)} / ${num(a.windowMs, 1)} | ` +
+        `${q(f.overhead?.p50, 1)} / ${q(f.overhead?.p99, 1)} — ${q(a.overhead?.p50, 1)} / ${q(a.overhead?.p99, 1)} | ${cpu(f.processes.sidecar)} / ${cpu(a.processes.sidecar)} | ${keptUp(f.open)} / ${keptUp(a.open)} |`
+      );
+    }),
+    '',
+    `Client p99 of each round (ms), fixed / adaptive: ${w.steps
+      .map((step) => `${step.scenario} ${num(step.rate)}: ${step.fixed.p99RoundsMs.map((v) => num(v, 0)).join(', ')} / ${step.adaptive.p99RoundsMs.map((v) => num(v, 0)).join(', ')}`)
+      .join('; ')}.`,
+    '',
+    `Calls per 1,000 requests of each round, fixed / adaptive: ${w.steps
+      .map((step) => `${step.scenario} ${num(step.rate)}: ${step.fixed.callsPer1000Rounds.map((v) => num(v, 1)).join(', ')} / ${step.adaptive.callsPer1000Rounds.map((v) => num(v, 1)).join(', ')}`)
+      .join('; ')}.`,
+    '',
+    '| goal | result | |',
+    '|---|---|---|',
+    `| added p99 at 1,000 req/s (room), fixed − adaptive | ${signed(w.latencyGainAt1000Ms)} ms | ≥ 5 ms ${verdict(gainPass)} |`,
+    `| calls / 1,000 req at the bottleneck (all rounds), adaptive − fixed | ${signed(w.bottleneckExtraCallsPer1000)} | ≤ 0 ${verdict(callsPass)} |`,
+  ];
   return lines.join('\n');
 }

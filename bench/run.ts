@@ -8,6 +8,9 @@
  *   3. Batching efficiency: batch size and downstream calls per 1,000 requests at ~1k..20k req/s.
  *   4. Memory: RSS with 10,000 requests waiting on a slow downstream.
  *   5. Shards: SHARD_COUNT 1, 4, 16 at one rate.
+ *   6. Batch window: BATCH_WINDOW_MODE fixed vs adaptive side by side at 1k, 5k, 10k req/s on a
+ *      downstream with room, and at a rate where a slow downstream's slots fill (ADR 0016).
+ *      BENCH_PHASE=window runs this phase alone (about 4 minutes) and writes bench/results/window.json.
  *
  * Results: bench/results/latest.json, summary.md (also printed), chart.svg.
  * BENCH_QUICK=1 shortens every phase to about 2 s (smoke test).
@@ -26,7 +29,7 @@ import * as metrics from './metrics.ts';
 import { startOtlpSink } from './otlp-sink.ts';
 import { OpenLoop, type OpenLoopResult } from './open-loop.ts';
 import { cpuBetween, sampleProcess, type ProcSample } from './proc.ts';
-import { renderSummary } from './report.ts';
+import { renderSummary, renderWindow } from './report.ts';
 import { hotPathPhase, type HotPathResults } from './hot-path.ts';
 import { hotPathVerdicts, renderHotPath } from './hot-path-report.ts';
 import { sleep } from './stats.ts';
@@ -41,9 +44,14 @@ import type {
   ShardFigures,
   ThroughputSide,
   TracingRound,
+  WindowFigures,
+  WindowSide,
+  WindowStep,
 } from './types.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+/** `window`: only phase 6 (fixed vs adaptive batch window). */
+const ONLY = process.env.BENCH_PHASE ?? '';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 2000);
 const OPEN_LOOP_CONNECTIONS = 4000;
 const DOWNSTREAM_LATENCY_MS = 50;
@@ -53,8 +61,8 @@ const SHARD_COUNTS = [1, 4, 16];
 
 /** Seconds. Full: about 4 minutes in all; quick: about 2 s a phase. */
 const TIME = QUICK
-  ? { prewarm: 0.3, throughputWarmup: 0.5, throughput: 2, latencyWarmup: 0.3, latency: 1.7, efficiencyWarmup: 0.2, efficiency: 0.4, shardWarmup: 0.2, shard: 0.5, drain: 3 }
-  : { prewarm: 1, throughputWarmup: 3, throughput: 10, latencyWarmup: 2, latency: 20, efficiencyWarmup: 1, efficiency: 6, shardWarmup: 1, shard: 6, drain: 8 };
+  ? { prewarm: 0.3, throughputWarmup: 0.5, throughput: 2, latencyWarmup: 0.3, latency: 1.7, efficiencyWarmup: 0.2, efficiency: 0.4, shardWarmup: 0.2, shard: 0.5, windowWarmup: 0.3, window: 0.7, drain: 3 }
+  : { prewarm: 1, throughputWarmup: 3, throughput: 10, latencyWarmup: 2, latency: 20, efficiencyWarmup: 1, efficiency: 6, shardWarmup: 1, shard: 6, windowWarmup: 1.5, window: 5, drain: 8 };
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
@@ -189,10 +197,20 @@ interface OpenRun {
   readonly target: ProcFigures;
   readonly downstream: ProcFigures | null;
   readonly bench: ProcFigures;
+  /** Scraped just after the last request was sent (only when asked: openRun's `scrapeAtLastSend`). */
+  readonly atLastSend: metrics.Scrape | null;
 }
 
 /** One open-loop run against `target`, with metrics and /proc samples around the measured window. */
-async function openRun(target: Child, downstream: Child | null, rate: number, warmupS: number, durationS: number, bodies: Buffer[]): Promise<OpenRun> {
+async function openRun(
+  target: Child,
+  downstream: Child | null,
+  rate: number,
+  warmupS: number,
+  durationS: number,
+  bodies: Buffer[],
+  scrapeAtLastSend = false,
+): Promise<OpenRun> {
   let before: Promise<metrics.Scrape | null> = Promise.resolve(null);
   let p0: ProcSample | null = null;
   let d0: ProcSample | null = null;
@@ -220,6 +238,7 @@ async function openRun(target: Child, downstream: Child | null, rate: number, wa
   const p1 = sampleProcess(target.pid);
   const d1 = downstream === null ? null : sampleProcess(downstream.pid);
   const bench = benchCpu(c0, seconds);
+  const atLastSend = scrapeAtLastSend ? await metrics.scrape(target.url) : null;
   const open = await loop.finish();
   const after = await metrics.scrape(target.url);
   return {
@@ -229,6 +248,7 @@ async function openRun(target: Child, downstream: Child | null, rate: number, wa
     target: procFigures(p0, p1, seconds),
     downstream: downstream === null ? null : procFigures(d0, d1, seconds),
     bench,
+    atLastSend,
   };
 }
 
@@ -509,6 +529,182 @@ async function shardPhase(rate: number, downstream: Child, bodies: Buffer[]): Pr
   return out;
 }
 
+// ---------------------------------------------------------------- phase 6
+
+const WINDOW_RATES = [1000, 5000, 10_000];
+/**
+ * A downstream with room: 4 shards × 32 calls in flight at 50 ms allow 2,560
+ * calls a second, more than any rate here needs even with 1 ms windows, so the
+ * adaptive window may shrink. (With the default 8, fixed mode already keeps
+ * about half the slots busy at 1,000 req/s, and the law holds the window near
+ * 8 ms there: see ADR 0016.)
+ */
+const WINDOW_ROOM_INFLIGHT = 32;
+/**
+ * The bottleneck: a 200 ms downstream with 18 slots per shard at 1,000 req/s.
+ * Fixed mode sends 3 items a call (one every 4 ms in a 10 ms window), about 83
+ * calls a second per shard, i.e. 16.7 of its 18 slots: at their peaks they
+ * fill (bench/micro/window-sim.ts: peak in flight 18; with 16 it overloads).
+ */
+const WINDOW_BOTTLENECK = { latencyMs: 200, maxInflight: 18, rate: 1000 } as const;
+
+function windowEnv(downstreamUrl: string, mode: 'fixed' | 'adaptive', maxInflight: number): Record<string, string> {
+  return sidecarEnv(downstreamUrl, { BATCH_WINDOW_MODE: mode, BATCH_MIN_WAIT_MS: '1', MAX_INFLIGHT_BATCHES: String(maxInflight) });
+}
+
+async function windowSide(mode: WindowSide['mode'], sidecar: Child, downstream: Child, rate: number, bodies: Buffer[], label: string): Promise<WindowSide> {
+  const run = await openRun(sidecar, downstream, rate, TIME.windowWarmup, TIME.window, bodies, true);
+  noteLoadProblems(`${label} (${mode})`, run.open.statuses, run.open.errors, run.open.unfinished);
+  // Read at the last send: once the load stops, idle periods shrink the adaptive window.
+  const windows = metrics.byLabel(run.atLastSend, 'sidecar_batch_window_seconds', 'shard');
+  const values = windows === null ? [] : Object.values(windows);
+  return {
+    mode,
+    open: run.open,
+    overhead: overheadFigures(run.before, run.after),
+    batching: batchFigures(run.before, run.after, run.open.batches, run.open.batchedItems),
+    windowMs: values.length === 0 ? null : (1000 * values.reduce((a, b) => a + b, 0)) / values.length,
+    addedP99Ms: null,
+    p99RoundsMs: [],
+    callsPer1000Rounds: [],
+    pooledCallsPer1000: run.open.batchedItems > 0 ? (1000 * run.open.batches) / run.open.batchedItems : null,
+    processes: { sidecar: run.target, downstream: run.downstream, bench: run.bench },
+  };
+}
+
+/** Rounds of each mode per rate; the side with the median e2e p99 is reported, with every round's p99. */
+const WINDOW_ROUNDS = QUICK ? 1 : 3;
+
+/** The run with the median client p99 (the lower middle one of an even count). */
+function medianSide(sides: WindowSide[]): WindowSide {
+  const p99 = (side: WindowSide) => side.open.latencyMs?.p99 ?? Infinity;
+  const sorted = [...sides].sort((a, b) => p99(a) - p99(b));
+  const batches = sides.reduce((sum, side) => sum + side.batching.batches, 0);
+  const items = sides.reduce((sum, side) => sum + side.batching.items, 0);
+  return {
+    ...sorted[Math.floor((sorted.length - 1) / 2)]!,
+    p99RoundsMs: sides.map((side) => side.open.latencyMs?.p99 ?? null),
+    callsPer1000Rounds: sides.map((side) => side.batching.callsPer1000),
+    pooledCallsPer1000: items > 0 ? (1000 * batches) / items : null,
+  };
+}
+
+/**
+ * Both modes at each rate in alternating rounds (which goes first alternates),
+ * each mode its own sidecar started once: drift in the machine's load hits both.
+ */
+async function windowPairs(
+  scenario: WindowStep['scenario'],
+  downstream: Child,
+  latencyMs: number,
+  maxInflight: number,
+  rates: readonly number[],
+  bodies: Buffer[],
+): Promise<WindowStep[]> {
+  const fixed = await startSidecarChild(windowEnv(downstream.url, 'fixed', maxInflight));
+  const adaptive = await startSidecarChild(windowEnv(downstream.url, 'adaptive', maxInflight));
+  const steps: WindowStep[] = [];
+  try {
+    await prewarm(fixed);
+    await prewarm(adaptive);
+    for (const rate of rates) {
+      const label = `window ${scenario} @${rate}/s`;
+      const runs: Record<WindowSide['mode'], WindowSide[]> = { fixed: [], adaptive: [] };
+      for (let round = 0; round < WINDOW_ROUNDS; round++) {
+        const order = round % 2 === 0 ? (['fixed', 'adaptive'] as const) : (['adaptive', 'fixed'] as const);
+        for (const mode of order) {
+          runs[mode].push(await windowSide(mode, mode === 'fixed' ? fixed : adaptive, downstream, rate, bodies, label));
+          await sleep(200);
+        }
+      }
+      const f = medianSide(runs.fixed);
+      const a = medianSide(runs.adaptive);
+      steps.push({ scenario, rate, downstreamLatencyMs: latencyMs, maxInflightBatches: maxInflight, bareP99Ms: null, fixed: f, adaptive: a });
+      log(
+        `  ${scenario} ${rate} req/s: e2e p99 fixed ${fmt(f.open.latencyMs?.p99, 1)} / adaptive ${fmt(a.open.latencyMs?.p99, 1)} ms, ` +
+          `calls/1000 (all rounds) ${fmt(f.pooledCallsPer1000, 1)} / ${fmt(a.pooledCallsPer1000, 1)}, window ${fmt(f.windowMs, 1)} / ${fmt(a.windowMs, 1)} ms`,
+      );
+    }
+  } finally {
+    await stopSidecar(fixed, `window ${scenario} (fixed)`);
+    await stopSidecar(adaptive, `window ${scenario} (adaptive)`);
+  }
+  return steps;
+}
+
+function withAdded(side: WindowSide, latencyMs: number, bareP99: number | null): WindowSide {
+  const p99 = side.open.latencyMs?.p99;
+  return { ...side, addedP99Ms: p99 === undefined || bareP99 === null ? null : p99 - latencyMs - bareP99 };
+}
+
+async function windowPhase(downstream: Child, bodies: Buffer[]): Promise<WindowFigures> {
+  const room = await windowPairs('room', downstream, DOWNSTREAM_LATENCY_MS, WINDOW_ROOM_INFLIGHT, WINDOW_RATES, bodies);
+  const slow = await startDownstream(WINDOW_BOTTLENECK.latencyMs);
+  let bottleneck: WindowStep[];
+  try {
+    bottleneck = await windowPairs('bottleneck', slow, WINDOW_BOTTLENECK.latencyMs, WINDOW_BOTTLENECK.maxInflight, [WINDOW_BOTTLENECK.rate], bodies);
+  } finally {
+    await slow.stop();
+  }
+  // The bare route at each rate: the noise floor subtracted from both modes.
+  const bareP99 = new Map<number, number | null>();
+  const bare = await startBare();
+  try {
+    await prewarm(bare);
+    for (const rate of new Set([...WINDOW_RATES, WINDOW_BOTTLENECK.rate])) {
+      const run = await openRun(bare, null, rate, TIME.windowWarmup, TIME.window, bodies);
+      noteLoadProblems(`window bare @${rate}/s`, run.open.statuses, run.open.errors, run.open.unfinished);
+      bareP99.set(rate, run.open.latencyMs?.p99 ?? null);
+      await sleep(200);
+    }
+  } finally {
+    await bare.stop();
+  }
+  const steps = [...room, ...bottleneck].map((step) => {
+    const floor = bareP99.get(step.rate) ?? null;
+    return {
+      ...step,
+      bareP99Ms: floor,
+      fixed: withAdded(step.fixed, step.downstreamLatencyMs, floor),
+      adaptive: withAdded(step.adaptive, step.downstreamLatencyMs, floor),
+    };
+  });
+  const at1000 = steps.find((step) => step.scenario === 'room' && step.rate === 1000);
+  const slowStep = steps.find((step) => step.scenario === 'bottleneck');
+  const gain = at1000?.fixed.addedP99Ms != null && at1000.adaptive.addedP99Ms != null ? at1000.fixed.addedP99Ms - at1000.adaptive.addedP99Ms : null;
+  const extra =
+    slowStep?.fixed.pooledCallsPer1000 != null && slowStep.adaptive.pooledCallsPer1000 != null
+      ? slowStep.adaptive.pooledCallsPer1000 - slowStep.fixed.pooledCallsPer1000
+      : null;
+  return {
+    sidecarEnv: sidecarEnv('(downstream)', { BATCH_MIN_WAIT_MS: '1' }),
+    steps,
+    latencyGainAt1000Ms: gain,
+    bottleneckExtraCallsPer1000: extra,
+  };
+}
+
+/** BENCH_PHASE=window: phase 6 alone, written to bench/results/window.json and printed. */
+async function windowOnly(): Promise<void> {
+  const started = performance.now();
+  const load = loadavg();
+  log(`batching-sidecar bench, phase 6 only (BENCH_PHASE=window): ${cpus().length} CPUs, load average ${load[0]!.toFixed(2)}`);
+  const downstream = await startDownstream(DOWNSTREAM_LATENCY_MS);
+  let window: WindowFigures;
+  try {
+    window = await windowPhase(downstream, makeBodies(64));
+  } finally {
+    await downstream.stop();
+  }
+  const meta = { date: new Date().toISOString(), commit: commit(), node: process.version, cpus: cpus().length, loadAverageAtStart: load, loadAverageAtEnd: loadavg(), wallSeconds: (performance.now() - started) / 1000, quick: QUICK, durationsSeconds: { warmup: TIME.windowWarmup, window: TIME.window } };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(`${RESULTS_DIR}window.json`, `${JSON.stringify({ meta, window, problems, notes }, null, 2)}\n`);
+  log('');
+  log(renderWindow(window));
+  if (problems.length > 0) log(`Problems seen:\n${problems.map((p) => `- ${p}`).join('\n')}`);
+  log(`written: bench/results/window.json (${meta.wallSeconds.toFixed(0)} s; load average at the end ${meta.loadAverageAtEnd[0]!.toFixed(2)})`);
+}
+
 // ---------------------------------------------------------------- main
 
 function fmt(n: number | null | undefined, digits: number): string {
@@ -546,7 +742,7 @@ async function main(): Promise<void> {
   const downstream = await startDownstream(DOWNSTREAM_LATENCY_MS);
   let results: BenchResults;
   try {
-    log(`[1/5] throughput, closed loop, ${CONNECTIONS} connections, ${TIME.throughput} s each: tracing off and on alternating, ${TRACING_ROUNDS} rounds`);
+    log(`[1/6] throughput, closed loop, ${CONNECTIONS} connections, ${TIME.throughput} s each: tracing off and on alternating, ${TRACING_ROUNDS} rounds`);
     const sink = await startOtlpSink();
     const rounds: TracingRound[] = [];
     try {
@@ -574,23 +770,26 @@ async function main(): Promise<void> {
     const ratio = bareSide.closed.okPerSecond > 0 ? sidecarSide.closed.okPerSecond / bareSide.closed.okPerSecond : null;
 
     const rate = round(0.8 * max);
-    log(`[2/5] added latency, open loop at ${rate} req/s (80% of ${max.toFixed(0)}), ${TIME.latency} s each`);
+    log(`[2/6] added latency, open loop at ${rate} req/s (80% of ${max.toFixed(0)}), ${TIME.latency} s each`);
     const latency = await latencyPhase(rate, downstream, bodies);
     log(
       `  sidecar e2e p99 ${fmt(latency.sidecar.open.latencyMs?.p99, 1)} ms, overhead p99 ${fmt(latency.sidecar.overhead?.p99?.ms, 2)} ms; ` +
         `bare e2e p99 ${fmt(latency.bare.open.latencyMs?.p99, 1)} ms`,
     );
 
-    log(`[3/5] batching efficiency at ${efficiencyRates(max).map((r) => r.rate).join(', ')} req/s`);
+    log(`[3/6] batching efficiency at ${efficiencyRates(max).map((r) => r.rate).join(', ')} req/s`);
     const efficiency = await efficiencyPhase(max, downstream, bodies);
 
-    log(`[4/5] memory with ${WAITING_REQUESTS} requests waiting on a ${5000} ms downstream`);
+    log(`[4/6] memory with ${WAITING_REQUESTS} requests waiting on a ${5000} ms downstream`);
     const memory = await memoryPhase(bodies);
     log(`  RSS idle ${fmt((memory.idleRssBytes ?? Number.NaN) / 2 ** 20, 1)} MiB, with ${WAITING_REQUESTS} waiting ${fmt((memory.waitingRssBytes ?? Number.NaN) / 2 ** 20, 1)} MiB`);
 
     const shardRate = round(Math.min(0.5 * max, 10_000));
-    log(`[5/5] shards ${SHARD_COUNTS.join(', ')} at ${shardRate} req/s`);
+    log(`[5/6] shards ${SHARD_COUNTS.join(', ')} at ${shardRate} req/s`);
     const shards = await shardPhase(shardRate, downstream, bodies);
+
+    log(`[6/6] batch window, fixed vs adaptive, at ${WINDOW_RATES.join(', ')} req/s and at a bottleneck`);
+    const window = await windowPhase(downstream, bodies);
 
     const downstreamFinal = sampleProcess(downstream.pid);
     results = {
@@ -627,6 +826,7 @@ async function main(): Promise<void> {
       efficiency,
       memory,
       shards: { rate: shardRate, configs: shards },
+      window,
       problems,
       notes,
     };
@@ -661,7 +861,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 try {
-  await main();
+  if (ONLY === 'window') await windowOnly();
+  else if (ONLY !== '') throw new Error(`BENCH_PHASE=${ONLY}: the only phase that runs alone is "window"`);
+  else await main();
   process.exit(0);
 } catch (error) {
   process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

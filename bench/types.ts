@@ -116,6 +116,45 @@ export interface ShardFigures {
   readonly processes: Record<string, ProcFigures | null>;
 }
 
+/** One sidecar's run in the fixed-vs-adaptive window phase. */
+export interface WindowSide {
+  readonly mode: 'fixed' | 'adaptive';
+  readonly open: OpenLoopResult;
+  readonly overhead: OverheadFigures | null;
+  readonly batching: BatchFigures;
+  /** Mean over the shards of sidecar_batch_window_seconds just after the last request was sent, ms. */
+  readonly windowMs: number | null;
+  /** Client p99 − the downstream's latency − the bare route's client p99 at the same rate, ms (SPEC §10). */
+  readonly addedP99Ms: number | null;
+  /** Client p99 of every round of this mode at this rate, ms; this side is the median one. */
+  readonly p99RoundsMs: (number | null)[];
+  /** Calls per 1,000 requests of every round, and over all rounds together (the figure compared). */
+  readonly callsPer1000Rounds: (number | null)[];
+  readonly pooledCallsPer1000: number | null;
+  readonly processes: Record<string, ProcFigures | null>;
+}
+
+export interface WindowStep {
+  /** room: a downstream that takes far more calls than needed; bottleneck: slow, with few slots that fill. */
+  readonly scenario: 'room' | 'bottleneck';
+  readonly rate: number;
+  readonly downstreamLatencyMs: number;
+  readonly maxInflightBatches: number;
+  /** The bare Fastify route's client p99 at the same rate, ms. */
+  readonly bareP99Ms: number | null;
+  readonly fixed: WindowSide;
+  readonly adaptive: WindowSide;
+}
+
+export interface WindowFigures {
+  readonly sidecarEnv: Record<string, string>;
+  readonly steps: WindowStep[];
+  /** Added p99 at 1,000 req/s with room, fixed − adaptive, ms (goal: ≥ 5). */
+  readonly latencyGainAt1000Ms: number | null;
+  /** Calls per 1,000 requests at the bottleneck over all rounds, adaptive − fixed (goal: ≤ 0). */
+  readonly bottleneckExtraCallsPer1000: number | null;
+}
+
 export interface BenchResults {
   readonly meta: {
     readonly date: string;
@@ -152,6 +191,8 @@ export interface BenchResults {
   readonly efficiency: EfficiencyStep[];
   readonly memory: MemoryFigures;
   readonly shards: { readonly rate: number; readonly configs: ShardFigures[] };
+  /** Fixed vs adaptive batch window (phase 6; alone with BENCH_PHASE=window). */
+  readonly window?: WindowFigures;
   readonly problems: string[];
   readonly notes: string[];
 }

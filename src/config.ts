@@ -1,3 +1,5 @@
+import { WINDOW_MODES, type WindowMode } from './actors/batch-window.ts';
+
 /**
  * Configuration: one typed, frozen object read from the environment once at
  * startup. The rest of the service receives this object and never reads
@@ -12,6 +14,8 @@ export interface Config {
   readonly shardCount: number;
   readonly batchMaxSize: number;
   readonly batchMaxWaitMs: number;
+  readonly batchWindowMode: WindowMode;
+  readonly batchMinWaitMs: number;
   readonly batchMaxBytes: number;
   readonly maxInflightBatches: number;
   readonly maxQueuePerShard: number;
@@ -64,6 +68,12 @@ export const VARIABLES: readonly Variable[] = [
   { name: 'SHARD_COUNT', fallback: '4', meaning: 'number of shard actors' },
   { name: 'BATCH_MAX_SIZE', fallback: '100', meaning: 'size trigger: items per batch' },
   { name: 'BATCH_MAX_WAIT_MS', fallback: '10', meaning: "time trigger, counted from a batch's first item" },
+  {
+    name: 'BATCH_WINDOW_MODE',
+    fallback: 'fixed',
+    meaning: 'fixed or adaptive (window within BATCH_MIN_WAIT_MS..BATCH_MAX_WAIT_MS, wider as calls in flight fill up)',
+  },
+  { name: 'BATCH_MIN_WAIT_MS', fallback: '1', meaning: 'lower bound of the adaptive window (<= BATCH_MAX_WAIT_MS)' },
   { name: 'BATCH_MAX_BYTES', fallback: '1048576', meaning: 'byte cap of one batch body (the whole JSON array)' },
   { name: 'MAX_INFLIGHT_BATCHES', fallback: '8', meaning: 'downstream calls in flight per shard' },
   { name: 'MAX_QUEUE_PER_SHARD', fallback: '10000', meaning: 'waiting items per shard before 503' },
@@ -161,6 +171,16 @@ export function loadConfig(env: Env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
   }
+  const batchMaxWaitMs = integer(env, 'BATCH_MAX_WAIT_MS', 10, 0, 2 ** 31 - 1);
+  const batchWindowMode = raw(env, 'BATCH_WINDOW_MODE') ?? 'fixed';
+  if (!(WINDOW_MODES as readonly string[]).includes(batchWindowMode)) {
+    throw new ConfigError('BATCH_WINDOW_MODE', `one of ${WINDOW_MODES.join(', ')}`, batchWindowMode);
+  }
+  // Default 1, or BATCH_MAX_WAIT_MS when that is 0; a value set above BATCH_MAX_WAIT_MS is an error.
+  const batchMinWaitMs = integer(env, 'BATCH_MIN_WAIT_MS', Math.min(1, batchMaxWaitMs), 0, 2 ** 31 - 1);
+  if (batchMinWaitMs > batchMaxWaitMs) {
+    throw new ConfigError('BATCH_MIN_WAIT_MS', `an integer from 0 to BATCH_MAX_WAIT_MS (${batchMaxWaitMs})`, String(batchMinWaitMs));
+  }
   const shardKeyField = env.SHARD_KEY_FIELD ?? 'key';
   if (shardKeyField === '') throw new ConfigError('SHARD_KEY_FIELD', 'a non-empty field name', shardKeyField);
   // Unset or empty: no per-item errors, every result passes through unchanged.
@@ -172,7 +192,9 @@ export function loadConfig(env: Env): Config {
     downstreamUrl: downstreamUrl(env),
     shardCount: integer(env, 'SHARD_COUNT', 4, 1, 1024),
     batchMaxSize: integer(env, 'BATCH_MAX_SIZE', 100, 1),
-    batchMaxWaitMs: integer(env, 'BATCH_MAX_WAIT_MS', 10, 0, 2 ** 31 - 1),
+    batchMaxWaitMs,
+    batchWindowMode: batchWindowMode as WindowMode,
+    batchMinWaitMs,
     batchMaxBytes,
     maxInflightBatches: integer(env, 'MAX_INFLIGHT_BATCHES', 8, 1),
     maxQueuePerShard: integer(env, 'MAX_QUEUE_PER_SHARD', 10000, 1),

@@ -47,6 +47,7 @@ const batcher = new Batcher({
 telemetry.observeShards(() => batcher.stats());
 const admission = new Admission({ maxLoopDelayMs: config.admissionMaxLoopDelayMs, sampleMs: config.admissionSampleMs }).start();
 telemetry.metrics.observeAdmission(admission);
+telemetry.observeLifecycle(() => lifecycle.phase);
 const app = buildApp({ config, batcher, lifecycle, telemetry, log, admission });
 
 const onSignal = createShutdown({
@@ -56,6 +57,7 @@ const onSignal = createShutdown({
   downstream,
   lifecycle,
   flush: () => telemetry.flush(),
+  refused: () => telemetry.metrics.requestCount('draining'),
   exit: (code) => process.exit(code),
 });
 process.on('SIGTERM', onSignal);

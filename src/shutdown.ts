@@ -10,6 +10,12 @@
  * 4. With every response written, telemetry is flushed and the process exits 0.
  * 5. If that takes longer than SHUTDOWN_TIMEOUT_MS, items still unanswered get
  *    503 and the process exits 1. A second signal exits at once.
+ *
+ * Each step is a lifecycle phase (lame_duck, closing, draining, stopped; see
+ * lifecycle.ts), shown by the sidecar_lifecycle_phase gauge and by one info
+ * line per phase change with the items still held, the calls in flight and the
+ * time left of SHUTDOWN_TIMEOUT_MS. The last line says how many items the drain
+ * trigger flushed and how many requests were refused as draining.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
@@ -17,7 +23,7 @@ import type { Batcher } from './actors/batcher.ts';
 import type { Config } from './config.ts';
 import type { Downstream } from './downstream/client.ts';
 import { SidecarErrors } from './errors.ts';
-import type { Lifecycle } from './lifecycle.ts';
+import type { Lifecycle, Phase } from './lifecycle.ts';
 
 export interface ShutdownParts {
   readonly config: Pick<Config, 'shutdownDelayMs' | 'shutdownTimeoutMs'>;
@@ -27,6 +33,8 @@ export interface ShutdownParts {
   readonly lifecycle: Lifecycle;
   /** Flushes telemetry before exit. */
   readonly flush?: () => Promise<void>;
+  /** Requests refused as draining so far (for the last log line). */
+  readonly refused?: () => Promise<number>;
   readonly exit: (code: number) => void;
 }
 
@@ -35,8 +43,22 @@ const FINAL_WRITE_GRACE_MS = 2_000;
 /** The most the telemetry flush may add after the drain (an unreachable collector must not hold the exit). */
 const FLUSH_TIMEOUT_MS = 3_000;
 
+/** Bound on waiting for the listener to stop accepting before the drain starts. */
+const LISTENER_CLOSE_WAIT_MS = 200;
+
+/** When SHUTDOWN_TIMEOUT_MS runs out (monotonic ms); null until the drain starts it. */
+interface ShutdownClock {
+  timeoutAt: number | null;
+}
+
+/**
+ * Starts the shutdown on the first signal. Call it before the listener opens:
+ * it also logs every phase change from then on, `ready` included.
+ */
 export function createShutdown(parts: ShutdownParts): (signal: NodeJS.Signals) => void {
   let started = false;
+  const clock: ShutdownClock = { timeoutAt: null };
+  parts.lifecycle.onChange((phase, from) => logPhase(parts, clock, phase, from));
   return (signal) => {
     const log = parts.app.log;
     if (started) {
@@ -45,25 +67,39 @@ export function createShutdown(parts: ShutdownParts): (signal: NodeJS.Signals) =
       return;
     }
     started = true;
-    shutdown(parts, signal).then(parts.exit, (error: unknown) => {
+    shutdown(parts, clock, signal).then(parts.exit, (error: unknown) => {
       log.error({ err: error }, 'shutdown failed');
       parts.exit(1);
     });
   };
 }
 
-async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<number> {
+/** One info line per phase change: what is still held, and how much of SHUTDOWN_TIMEOUT_MS is left. */
+function logPhase(parts: ShutdownParts, clock: ShutdownClock, phase: Phase, from: Phase): void {
+  const { items, calls } = parts.batcher.holdings();
+  const timeoutMs = parts.config.shutdownTimeoutMs;
+  const timeLeftMs = clock.timeoutAt === null ? timeoutMs : Math.max(0, Math.round(clock.timeoutAt - performance.now()));
+  parts.app.log.info({ phase, from, held: items, inflight: calls, timeLeftMs }, `phase: ${phase}`);
+}
+
+async function shutdown(parts: ShutdownParts, clock: ShutdownClock, signal: NodeJS.Signals): Promise<number> {
   const { config, app, batcher, downstream, lifecycle } = parts;
   const log = app.log;
   const started = performance.now();
 
-  lifecycle.phase = 'stopping';
-  log.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown: not ready, still accepting during the delay');
+  log.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown: signal received');
+  lifecycle.phase = 'lame_duck';
   if (config.shutdownDelayMs > 0) await sleep(config.shutdownDelayMs);
 
-  lifecycle.phase = 'draining';
-  log.info({ pending: batcher.stats() }, 'shutdown: listener closing, draining shards');
+  lifecycle.phase = 'closing';
   const closed = app.close();
+  // Fastify stops the listener after its close hooks (a few ticks); the drain
+  // starts once new connections are refused.
+  const closingSince = performance.now();
+  while (app.server.listening && performance.now() - closingSince < LISTENER_CLOSE_WAIT_MS) await sleep(1);
+
+  clock.timeoutAt = performance.now() + config.shutdownTimeoutMs;
+  lifecycle.phase = 'draining';
   const drained = batcher.drain();
 
   const timeoutTimer = new AbortController();
@@ -75,8 +111,9 @@ async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<n
   timeoutTimer.abort();
 
   let code = 0;
+  let unanswered = 0;
   if (outcome === 'timeout') {
-    const unanswered = batcher.rejectAll(new SidecarErrors.SIDECAR_ERR_SHUTDOWN_TIMEOUT());
+    unanswered = batcher.rejectAll(new SidecarErrors.SIDECAR_ERR_SHUTDOWN_TIMEOUT());
     log.error({ unanswered, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown: timeout, answered the rest with 503');
     code = 1;
   } else {
@@ -98,6 +135,10 @@ async function shutdown(parts: ShutdownParts, signal: NodeJS.Signals): Promise<n
       log.warn({ err: error }, 'shutdown: telemetry flush failed'),
     );
   }
-  log.info({ code, ms: Math.round(performance.now() - started) }, 'shutdown: complete');
+  const refused = parts.refused === undefined ? null : await parts.refused().catch(() => null);
+  log.info(
+    { code, ms: Math.round(performance.now() - started), flushedByDrain: batcher.drainFlushed(), refused, unanswered },
+    'shutdown: complete',
+  );
   return code;
 }

@@ -13,6 +13,8 @@ describe('configuration', () => {
       shardCount: 4,
       batchMaxSize: 100,
       batchMaxWaitMs: 10,
+      batchWindowMode: 'fixed',
+      batchMinWaitMs: 1,
       batchMaxBytes: 1048576,
       maxInflightBatches: 8,
       maxQueuePerShard: 10000,
@@ -45,6 +47,9 @@ describe('configuration', () => {
     ['DOWNSTREAM_RETRIES', '99'],
     ['SERVER_TIMING', 'maybe'],
     ['ISOLATE_FAILED_BATCHES', 'yes'],
+    ['BATCH_WINDOW_MODE', 'smart'],
+    ['BATCH_MIN_WAIT_MS', '-1'],
+    ['BATCH_MIN_WAIT_MS', '11'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(new RegExp(`^${name}=`));
@@ -65,6 +70,19 @@ describe('configuration', () => {
     const result = await runMain({ ...URL_ONLY, [name]: value });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(name);
+  });
+
+  it('reads the adaptive window bounds, BATCH_MIN_WAIT_MS at most BATCH_MAX_WAIT_MS', () => {
+    const config = loadConfig({ ...URL_ONLY, BATCH_WINDOW_MODE: 'adaptive', BATCH_MIN_WAIT_MS: '0', BATCH_MAX_WAIT_MS: '20' });
+    expect(config).toMatchObject({ batchWindowMode: 'adaptive', batchMinWaitMs: 0, batchMaxWaitMs: 20 });
+    expect(loadConfig({ ...URL_ONLY, BATCH_MAX_WAIT_MS: '0' }).batchMinWaitMs).toBe(0);
+    expect(() => loadConfig({ ...URL_ONLY, BATCH_MIN_WAIT_MS: '5', BATCH_MAX_WAIT_MS: '4' })).toThrow(/^BATCH_MIN_WAIT_MS=.*BATCH_MAX_WAIT_MS/);
+  });
+
+  it('exits 2 naming BATCH_WINDOW_MODE when it is neither fixed nor adaptive', async () => {
+    const result = await runMain({ ...URL_ONLY, BATCH_WINDOW_MODE: 'auto' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('BATCH_WINDOW_MODE');
   });
 
   it('requires DOWNSTREAM_URL', () => {

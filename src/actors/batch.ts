@@ -43,6 +43,12 @@ export class Batch {
   /** Monotonic ms of the first item: the time trigger counts from here. */
   readonly openedAt: number;
   /**
+   * Monotonic ms when the time trigger seals it: openedAt plus the shard's
+   * window when it opened. Fixed then, so a later window change (adaptive mode,
+   * ADR 0016) never stretches a batch already open.
+   */
+  readonly closesAt: number;
+  /**
    * Bytes of the body if sent now: "[" + items joined by "," + "]".
    * Starts at 1 and each item adds its length plus one separator byte.
    */
@@ -74,10 +80,11 @@ export class Batch {
   /** Halvings since the batch the shard sealed: 0 for it, 1 for its halves, and so on. */
   readonly bisectDepth: number;
 
-  constructor(id: string, shard: number, openedAt: number, bisectedFrom: Batch | null = null) {
+  constructor(id: string, shard: number, openedAt: number, windowMs = 0, bisectedFrom: Batch | null = null) {
     this.id = id;
     this.shard = shard;
     this.openedAt = openedAt;
+    this.closesAt = openedAt + windowMs;
     this.bisectedFrom = bisectedFrom;
     this.bisectDepth = bisectedFrom === null ? 0 : bisectedFrom.bisectDepth + 1;
     if (bisectedFrom !== null) {

@@ -18,6 +18,7 @@ import type { Downstream } from '../downstream/client.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
 import type { DispatchPolicy } from './dispatch-batch.ts';
+import { BatchWindow } from './batch-window.ts';
 import { shardForBytes } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -26,7 +27,7 @@ export type BatcherConfig = Pick<
   Config,
   'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
 > &
-  Partial<Pick<Config, 'itemErrorField' | 'isolateFailedBatches'>>;
+  Partial<Pick<Config, 'itemErrorField' | 'isolateFailedBatches' | 'batchWindowMode' | 'batchMinWaitMs'>>;
 
 export interface BatcherOptions {
   readonly config: BatcherConfig;
@@ -47,6 +48,16 @@ export interface ShardStats {
   readonly shard: number;
   readonly waiting: number;
   readonly inflight: number;
+  /** The window a batch opened now would get, ms (sidecar_batch_window_seconds). */
+  readonly windowMs: number;
+}
+
+/** What the shards hold at one moment (the shutdown log lines). */
+export interface Holdings {
+  /** Items not answered yet: waiting, and in calls in flight. */
+  readonly items: number;
+  /** Downstream calls in flight. */
+  readonly calls: number;
 }
 
 export class Batcher {
@@ -83,6 +94,13 @@ export class Batcher {
           batchIdPrefix,
           sink,
           now,
+          window: new BatchWindow({
+            mode: config.batchWindowMode ?? 'fixed',
+            minMs: config.batchMinWaitMs ?? config.batchMaxWaitMs,
+            maxMs: config.batchMaxWaitMs,
+            maxInflight: config.maxInflightBatches,
+            now,
+          }),
         }),
     );
     this.supervisor = createActor(supervisorMachine, {
@@ -91,7 +109,6 @@ export class Batcher {
           queue,
           downstream,
           observer,
-          batchMaxWaitMs: config.batchMaxWaitMs,
           maxInflightBatches: config.maxInflightBatches,
           policy,
         })),
@@ -147,7 +164,30 @@ export class Batcher {
   }
 
   stats(): ShardStats[] {
-    return this.queues.map((queue) => ({ shard: queue.index, waiting: queue.waiting, inflight: queue.inflight.size }));
+    return this.queues.map((queue) => ({
+      shard: queue.index,
+      waiting: queue.waiting,
+      inflight: queue.inflight.size,
+      windowMs: queue.window.currentMs,
+    }));
+  }
+
+  /** Items not answered yet and calls in flight, over every shard. */
+  holdings(): Holdings {
+    let items = 0;
+    let calls = 0;
+    for (const queue of this.queues) {
+      items += queue.waiting + queue.inflightItems;
+      calls += queue.inflight.size;
+    }
+    return { items, calls };
+  }
+
+  /** Items sealed into batches by the drain trigger so far. */
+  drainFlushed(): number {
+    let count = 0;
+    for (const queue of this.queues) count += queue.drainFlushed;
+    return count;
   }
 
   /** Stops the actors and timers without draining (tests, and after the shutdown timeout). */

@@ -31,10 +31,15 @@
  * `batch.sealed` when the size or byte cap sealed a batch (dispatch now), and
  * `batch.done` when a call ends while sealed batches wait for its slot or the
  * shard is draining (otherwise a finished call needs no decision).
+ *
+ * The window a new batch gets comes from the shard's BatchWindow
+ * (batch-window.ts), which hears of the same state changes: each dispatch
+ * round and each finished call, never an item.
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
 import { DrainRate } from './drain-rate.ts';
+import type { BatchWindow } from './batch-window.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal =
@@ -54,6 +59,8 @@ export interface ShardQueueOptions {
   /** Prefix of batch ids, unique per process start (ids stay unique across restarts). */
   readonly batchIdPrefix: string;
   readonly sink: ItemSink;
+  /** The shard's batch window (fixed or adaptive): read when a batch opens. */
+  readonly window: BatchWindow;
   /** Monotonic clock in ms; injectable for tests with fake timers. */
   readonly now: () => number;
 }
@@ -69,9 +76,12 @@ export class ShardQueue {
   waiting = 0;
   /** Set when the shard starts draining: every finished call is then signalled. */
   draining = false;
+  /** Items sealed into a batch by the drain trigger (reported when shutdown ends). */
+  drainFlushed = 0;
   readonly inflight = new Map<string, Batch>();
   /** Calls completed per second of busy time, recently (for the queue-full retry-after). */
   readonly drainRate = new DrainRate();
+  readonly window: BatchWindow;
 
   private readonly options: ShardQueueOptions;
   private open: Batch | null = null;
@@ -90,6 +100,7 @@ export class ShardQueue {
     this.options = options;
     this.index = options.index;
     this.now = options.now;
+    this.window = options.window;
   }
 
   /** The shard actor that receives this queue's signals (re-attached if the shard restarts). */
@@ -110,7 +121,8 @@ export class ShardQueue {
       signal = SEALED;
     }
     if (open === null) {
-      open = this.open = new Batch(`${this.options.batchIdPrefix}-${this.index}-${++this.sequence}`, this.index, item.acceptedAt);
+      const id = `${this.options.batchIdPrefix}-${this.index}-${++this.sequence}`;
+      open = this.open = new Batch(id, this.index, item.acceptedAt, this.window.currentMs);
       signal ??= OPENED;
     }
     open.add(item);
@@ -139,6 +151,18 @@ export class ShardQueue {
     return this.open === null ? null : this.open.openedAt;
   }
 
+  /** Monotonic ms when the open batch's time trigger fires, or null when none is open. */
+  get closesAt(): number | null {
+    return this.open === null ? null : this.open.closesAt;
+  }
+
+  /** Unsettled items in the shard's calls in flight (a handful of batches: read at shutdown steps only). */
+  get inflightItems(): number {
+    let count = 0;
+    for (const batch of this.inflight.values()) count += batch.live;
+    return count;
+  }
+
   get readyCount(): number {
     return this.ready.length + this.halves.length;
   }
@@ -153,6 +177,7 @@ export class ShardQueue {
     const open = this.open;
     if (open === null) return;
     open.trigger = trigger;
+    if (trigger === 'drain') this.drainFlushed += open.live;
     this.ready.push(open);
     this.open = null;
   }
@@ -180,9 +205,15 @@ export class ShardQueue {
     return undefined;
   }
 
+  /** The end of a dispatch round: the window controller sees the calls in flight and what still waits. */
+  dispatched(): void {
+    this.window.dispatched(this.inflight.size, this.ready.length);
+  }
+
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
     if (this.inflight.delete(batchId)) this.drainRate.record(this.now(), this.busySince);
+    this.window.finished(this.inflight.size, this.ready.length);
     if (this.ready.length > 0 || this.halves.length > 0 || this.draining) this.target?.send(DONE);
   }
 
@@ -204,7 +235,7 @@ export class ShardQueue {
 
   private addHalf(parent: Batch, items: Item[], from: number, to: number, suffix: string): void {
     if (from === to) return;
-    const half = new Batch(`${parent.id}${suffix}`, this.index, parent.openedAt, parent);
+    const half = new Batch(`${parent.id}${suffix}`, this.index, parent.openedAt, 0, parent);
     for (let i = from; i < to; i++) half.add(items[i]);
     this.waiting += half.live;
     this.halves.push(half);

@@ -20,11 +20,17 @@
  *   batches wait for a slot, or while draining). The halves of a bisected
  *   batch (ISOLATE_FAILED_BATCHES, ADR 0014) wait for a slot the same way and
  *   leave first.
- * - The time trigger is `after: batchWindow` in `filling`. The delay is counted
- *   from the open batch's first item, not from entering the state, so a batch
- *   sealed by size and the next one opening in the same tick never stretch a
- *   window into a debounce. `batch.done` is handled without leaving the state,
- *   so it does not touch the window timer either.
+ * - The time trigger is `after: batchWindow` in `filling`. The delay runs to
+ *   the open batch's own deadline (`closesAt`: its first item's arrival plus
+ *   the window when it opened), not from entering the state, so a batch sealed
+ *   by size and the next one opening in the same tick never stretch a window
+ *   into a debounce, and a window change never stretches a batch already open.
+ *   `batch.done` is handled without leaving the state, so it does not touch
+ *   the window timer either.
+ * - The window is BATCH_MAX_WAIT_MS, or in adaptive mode what the shard's
+ *   BatchWindow says (batch-window.ts, ADR 0016). The controller hears the
+ *   outcome of each dispatch round (here) and of each finished call
+ *   (ShardQueue.finish): state changes, never items.
  * - Dispatch sends ready batches while fewer than MAX_INFLIGHT_BATCHES of the
  *   shard's are in flight (pipelined: the shard keeps collecting meanwhile).
  *   Each in-flight batch is a plain promise (dispatchBatch, which never
@@ -50,7 +56,6 @@ export interface ShardInput {
   readonly queue: ShardQueue;
   readonly downstream: Downstream;
   readonly observer: BatchObserver;
-  readonly batchMaxWaitMs: number;
   readonly maxInflightBatches: number;
   /** Per-item errors and bisection of failed batches (both off by default). */
   readonly policy?: DispatchPolicy;
@@ -75,8 +80,8 @@ export const shardMachine = setup({
   },
   delays: {
     batchWindow: ({ context }) => {
-      const openedAt = context.queue.openedAt ?? context.queue.now();
-      return Math.max(0, openedAt + context.batchMaxWaitMs - context.queue.now());
+      const now = context.queue.now();
+      return Math.max(0, (context.queue.closesAt ?? now) - now);
     },
   },
   actions: {
@@ -93,6 +98,7 @@ export const shardMachine = setup({
         if (batch === undefined) break;
         void dispatchBatch({ batch, queue, downstream, observer, policy }).then(() => queue.finish(batch.id));
       }
+      queue.dispatched();
     },
     stopSweeper: ({ context }) => context.queue.stop(),
   },

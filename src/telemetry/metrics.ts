@@ -4,12 +4,13 @@
  *
  * Per request the service does two things here: one counter increment on a
  * label child bound at startup, and, for items that went downstream, one
- * histogram observation. Queue depth and in-flight gauges cost nothing per
- * request: they are read from the shards when Prometheus scrapes.
+ * histogram observation. Queue depth, in-flight, window and phase gauges cost
+ * nothing per request: they are read when Prometheus scrapes.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchOutcome, Trigger } from '../actors/batch.ts';
 import type { ShardStats } from '../actors/batcher.ts';
+import { PHASES, type Phase } from '../lifecycle.ts';
 
 /** What happened to a request; the `outcome` label of sidecar_requests_total. */
 export type Outcome =
@@ -91,13 +92,14 @@ function boundChildren<Label extends string>(counter: Counter, values: readonly 
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Record<Outcome, Counter.Internal>;
+  private readonly requestCounter: Counter;
   private readonly batches: Record<Trigger, Counter.Internal>;
   private readonly batchSize: Histogram;
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
   private admission: { readonly shedShare: number; readonly delayMs: number } | null = null;
 
-  constructor(options: { batchMaxSize: number; stats: () => ShardStats[] }) {
+  constructor(options: { batchMaxSize: number; stats: () => ShardStats[]; phase?: () => Phase }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const requests = new Counter({
@@ -108,6 +110,7 @@ export class Metrics {
     });
     // Bound once: per request, an increment on a child, no label lookup.
     this.requests = boundChildren(requests, OUTCOMES);
+    this.requestCounter = requests;
     const batches = new Counter({
       name: 'sidecar_batches_total',
       help: 'Batches sent downstream, by what sealed them',
@@ -170,6 +173,32 @@ export class Metrics {
         for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
       },
     });
+    new Gauge({
+      name: 'sidecar_batch_window_seconds',
+      help: "The window a shard's next batch gets (BATCH_MAX_WAIT_MS, or the adaptive window now)",
+      labelNames: ['shard'],
+      registers,
+      collect() {
+        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.windowMs / 1000);
+      },
+    });
+    const phase = options.phase;
+    new Gauge({
+      name: 'sidecar_lifecycle_phase',
+      help: 'The process phase: 1 for the current one, 0 for the others',
+      labelNames: ['phase'],
+      registers,
+      collect() {
+        const current = phase?.() ?? 'starting';
+        for (const name of PHASES) this.labels(name).set(name === current ? 1 : 0);
+      },
+    });
+  }
+
+  /** Requests counted with `outcome` so far (read at shutdown, not on the request path). */
+  async requestCount(outcome: Outcome): Promise<number> {
+    const { values } = await this.requestCounter.get();
+    return values.find((value) => value.labels.outcome === outcome)?.value ?? 0;
   }
 
   /** Where the admission-control gauges read from at scrape time. */

@@ -8,6 +8,7 @@ import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Batch, BatchObserver, BatchOutcome } from '../actors/batch.ts';
 import type { ShardStats } from '../actors/batcher.ts';
+import type { Phase } from '../lifecycle.ts';
 import { Metrics } from './metrics.ts';
 import { Tracing } from './tracing.ts';
 
@@ -22,11 +23,12 @@ export class Telemetry implements BatchObserver {
   readonly tracing: Tracing | null;
   private readonly log: Logger;
   private shardStats: () => ShardStats[] = () => [];
+  private phase: () => Phase = () => 'starting';
 
   private constructor(log: Logger, tracing: Tracing | null, batchMaxSize: number) {
     this.log = log;
     this.tracing = tracing;
-    this.metrics = new Metrics({ batchMaxSize, stats: () => this.shardStats() });
+    this.metrics = new Metrics({ batchMaxSize, stats: () => this.shardStats(), phase: () => this.phase() });
   }
 
   static async start({ env, log, batchMaxSize }: TelemetryOptions): Promise<Telemetry> {
@@ -35,9 +37,14 @@ export class Telemetry implements BatchObserver {
     return new Telemetry(log, tracing, batchMaxSize);
   }
 
-  /** Where the queue-depth and in-flight gauges read from at scrape time. */
+  /** Where the queue-depth, in-flight and window gauges read from at scrape time. */
   observeShards(stats: () => ShardStats[]): void {
     this.shardStats = stats;
+  }
+
+  /** Where the lifecycle-phase gauge reads from at scrape time. */
+  observeLifecycle(phase: () => Phase): void {
+    this.phase = phase;
   }
 
   dispatching(batch: Batch): Readonly<Record<string, string>> | undefined {

@@ -125,7 +125,7 @@ describe('Batcher and shard actor', () => {
     for (let id = 1; id <= 5; id++) expect(submit(id)).toBeNull();
     await settle();
     expect(downstream.calls).toHaveLength(2);
-    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 3, inflight: 2 });
+    expect(batcher.stats()[0]).toMatchObject({ shard: 0, waiting: 3, inflight: 2 });
     downstream.calls[0].echo();
     await settle();
     expect(downstream.calls).toHaveLength(3);
@@ -252,7 +252,7 @@ describe('Batcher and shard actor', () => {
     await settle();
     // The halves of 1-4 leave before 5-8, one at a time; the halves wait as items again.
     expect(downstream.calls.map((call) => call.items.length)).toEqual([4, 2]);
-    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 6, inflight: 1 });
+    expect(batcher.stats()[0]).toMatchObject({ shard: 0, waiting: 6, inflight: 1 });
     expect(downstream.calls[1].request.batchId).toBe(`${downstream.calls[0].request.batchId}.1`);
     downstream.calls[1].echo(); // 1, 2
     await settle();
@@ -303,6 +303,6 @@ describe('Batcher and shard actor', () => {
     expect(downstream.calls).toHaveLength(20);
     const supervisor = (batcher as unknown as { supervisor: { getSnapshot(): { children: Record<string, { getSnapshot(): { children: object } }> } } }).supervisor;
     expect(Object.keys(supervisor.getSnapshot().children['shard-0'].getSnapshot().children)).toHaveLength(0);
-    expect(batcher.stats()[0]).toEqual({ shard: 0, waiting: 0, inflight: 0 });
+    expect(batcher.stats()[0]).toMatchObject({ shard: 0, waiting: 0, inflight: 0 });
   });
 });

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
 import { Item, NO_OBSERVER, type Batch, type ItemSink } from '../../src/actors/batch.ts';
+import { BatchWindow } from '../../src/actors/batch-window.ts';
 import { ShardQueue } from '../../src/actors/shard-queue.ts';
 import { shardMachine } from '../../src/actors/shard.machine.ts';
 import { MAX_SHARD_RESTARTS, supervisorMachine } from '../../src/actors/supervisor.machine.ts';
@@ -20,10 +21,19 @@ describe('supervisor', () => {
     const downstream = new FakeDownstream();
     const queues = [0, 1].map(
       (index) =>
-        new ShardQueue({ index, batchMaxSize: 3, batchMaxBytes: 1000, maxQueue: 10, batchIdPrefix: 't', sink, now: () => Date.now() }),
+        new ShardQueue({
+          index,
+          batchMaxSize: 3,
+          batchMaxBytes: 1000,
+          maxQueue: 10,
+          batchIdPrefix: 't',
+          sink,
+          now: () => Date.now(),
+          window: new BatchWindow({ mode: 'fixed', minMs: 10, maxMs: 10, maxInflight: 2, now: () => Date.now() }),
+        }),
     );
     const supervisor = createActor(supervisorMachine.provide({ actors: { shard: shardLogic } }), {
-      input: { shards: queues.map((queue) => ({ queue, downstream, observer: NO_OBSERVER, batchMaxWaitMs: 10, maxInflightBatches: 2 })) },
+      input: { shards: queues.map((queue) => ({ queue, downstream, observer: NO_OBSERVER, maxInflightBatches: 2 })) },
     }).start();
     const offer = (shard: number, id: number) =>
       queues[shard].offer(new Item(Buffer.from(JSON.stringify({ id })), Date.now(), Date.now() + 10_000, id));
