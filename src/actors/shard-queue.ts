@@ -26,11 +26,19 @@
  *   own FIFO and leave before any sealed batch, taking in-flight slots like
  *   any batch; their items count as waiting again until then (ADR 0014).
  *
- * The machine is told only about state changes, never per item: `batch.opened`
- * when an empty shard receives its first item (start the window),
- * `batch.sealed` when the size or byte cap sealed a batch (dispatch now), and
- * `batch.done` when a call ends while sealed batches wait for its slot or the
- * shard is draining (otherwise a finished call needs no decision).
+ * The time trigger is this queue's own timer, armed when a batch opens for
+ * the batch's own deadline (`closesAt`: its first item's arrival plus the
+ * window at that moment) and cleared when the batch is sealed by anything
+ * else, so a later item never extends a window and a window change never
+ * stretches a batch already open.
+ *
+ * The machine is told only about state changes, never per item: one
+ * `batch.sealed` per batch, when the size, the byte cap or the window sealed
+ * it (dispatch now), and `batch.done` when a call ends while sealed batches
+ * wait for its slot or the shard is draining (otherwise a finished call needs
+ * no decision). One event per batch, not one to open the window and another
+ * to close it: each xstate macrostep costs several kB of allocation and tens
+ * of µs on a busy loop (ADR 0013).
  *
  * The window a new batch gets comes from the shard's BatchWindow
  * (batch-window.ts), which hears of the same state changes: each dispatch
@@ -42,12 +50,8 @@ import { DrainRate } from './drain-rate.ts';
 import type { BatchWindow } from './batch-window.ts';
 import { Fifo } from './fifo.ts';
 
-export type ShardSignal =
-  | { readonly type: 'batch.opened' }
-  | { readonly type: 'batch.sealed' }
-  | { readonly type: 'batch.done' };
+export type ShardSignal = { readonly type: 'batch.sealed' } | { readonly type: 'batch.done' };
 const SWEEP_INTERVAL_MS = 5;
-const OPENED: ShardSignal = Object.freeze({ type: 'batch.opened' });
 const SEALED: ShardSignal = Object.freeze({ type: 'batch.sealed' });
 const DONE: ShardSignal = Object.freeze({ type: 'batch.done' });
 
@@ -90,6 +94,7 @@ export class ShardQueue {
   private readonly halves = new Fifo<Batch>();
   private sequence = 0;
   private target: ShardSignalTarget | null = null;
+  private windowTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepAt = Infinity;
   private lastSweep = -Infinity;
@@ -113,26 +118,26 @@ export class ShardQueue {
     const { batchMaxSize, batchMaxBytes, maxQueue } = this.options;
     if (this.waiting >= maxQueue) return false;
     const bytes = item.body.length; // read before anything changes: a bad item must not leave a half-made batch
-    let signal: ShardSignal | null = null;
+    let sealed = false;
     let open = this.open;
     if (open !== null && open.wouldOverflow(bytes, batchMaxBytes)) {
       this.seal('size');
       open = null;
-      signal = SEALED;
+      sealed = true;
     }
     if (open === null) {
       const id = `${this.options.batchIdPrefix}-${this.index}-${++this.sequence}`;
       open = this.open = new Batch(id, this.index, item.acceptedAt, this.window.currentMs);
-      signal ??= OPENED;
+      this.armWindow(open.closesAt);
     }
     open.add(item);
     this.waiting++;
     if (open.items.length >= batchMaxSize) {
       this.seal('size');
-      signal = SEALED;
+      sealed = true;
     }
     if (item.deadline < this.sweepAt) this.armSweep(item.deadline);
-    if (signal !== null) this.target?.send(signal);
+    if (sealed) this.target?.send(SEALED);
     return true;
   }
 
@@ -172,10 +177,14 @@ export class ShardQueue {
     return this.open === null && this.ready.length === 0 && this.halves.length === 0;
   }
 
-  /** Moves the open batch, if any, to the ready FIFO. */
+  /** Moves the open batch, if any, to the ready FIFO (and stops its window timer). */
   seal(trigger: Trigger): void {
     const open = this.open;
     if (open === null) return;
+    if (this.windowTimer !== null) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = null;
+    }
     open.trigger = trigger;
     if (trigger === 'drain') this.drainFlushed += open.live;
     this.ready.push(open);
@@ -269,6 +278,8 @@ export class ShardQueue {
       }
     }
     this.open = null;
+    if (this.windowTimer !== null) clearTimeout(this.windowTimer);
+    this.windowTimer = null;
     while (this.ready.shift() !== undefined);
     while (this.halves.shift() !== undefined);
     return count;
@@ -293,6 +304,8 @@ export class ShardQueue {
   }
 
   stop(): void {
+    if (this.windowTimer !== null) clearTimeout(this.windowTimer);
+    this.windowTimer = null;
     if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
     this.sweepTimer = null;
     this.sweepAt = Infinity;
@@ -315,6 +328,17 @@ export class ShardQueue {
     yield* this.halves;
     yield* this.inflight.values();
   }
+
+  /** The time trigger of the batch just opened: seal it at `closesAt` and tell the machine. */
+  private armWindow(closesAt: number): void {
+    this.windowTimer = setTimeout(this.sealOnTime, Math.max(0, closesAt - this.now()));
+  }
+
+  private readonly sealOnTime = (): void => {
+    this.windowTimer = null;
+    this.seal('time');
+    this.target?.send(SEALED);
+  };
 
   // One timer per shard, armed for the earliest deadline it knows of, instead of
   // a timer per item: with the default 10 s deadline it fires about once per

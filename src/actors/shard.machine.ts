@@ -1,32 +1,28 @@
 /**
  * Shard actor: the control half of one shard (its data lives in ShardQueue).
  *
- *                      batch.opened
- *   collecting.idle ───────────────────► collecting.filling
- *         ▲                                 │ after batchWindow (seal 'time')
- *         │ open batch empty                │ or batch.sealed (size / byte cap)
- *         │                                 ▼
- *         └──────────────────────────── dispatching (transient: send ready batches)
- *                                           │ open batch has items
- *                                           └──────────► collecting.filling
- *
+ *               batch.sealed (size, byte cap or window)
+ *   collecting ───────────────────────────────────────► dispatching (transient:
+ *        ▲                                                │ send ready batches)
+ *        └────────────────────────────────────────────────┘
+ *        │ batch.done (a slot freed while sealed batches wait): send them, stay
+ *        │
  *   collecting ── shard.drain ──► draining ── queue empty, nothing in flight ──► drained (final)
  *
  * Algorithm:
  * - Items never pass through the machine. ShardQueue takes them and signals only
- *   state changes: `batch.opened` (first item of an empty shard: start the
- *   window), `batch.sealed` (the size or byte cap sealed a batch: dispatch at
- *   once, not on a timer tick) and `batch.done` (a call ended while sealed
- *   batches wait for a slot, or while draining). The halves of a bisected
- *   batch (ISOLATE_FAILED_BATCHES, ADR 0014) wait for a slot the same way and
- *   leave first.
- * - The time trigger is `after: batchWindow` in `filling`. The delay runs to
- *   the open batch's own deadline (`closesAt`: its first item's arrival plus
- *   the window when it opened), not from entering the state, so a batch sealed
- *   by size and the next one opening in the same tick never stretch a window
- *   into a debounce, and a window change never stretches a batch already open.
- *   `batch.done` is handled without leaving the state, so it does not touch
- *   the window timer either.
+ *   state changes: `batch.sealed` (the size or byte cap sealed a batch at once,
+ *   or its window ran out) and `batch.done` (a call ended while sealed batches
+ *   wait for a slot, or while draining). The halves of a bisected batch
+ *   (ISOLATE_FAILED_BATCHES, ADR 0014) wait for a slot the same way and leave
+ *   first.
+ * - The time trigger is the queue's own timer, armed when a batch opens for
+ *   the batch's own deadline (`closesAt`: its first item's arrival plus the
+ *   window when it opened), so a batch sealed by size and the next one opening
+ *   in the same tick never stretch a window into a debounce, and a window
+ *   change never stretches a batch already open. It was an `after` delay in a
+ *   `filling` state until ADR 0013: that took two macrosteps and a scheduled
+ *   xstate event per batch (`batch.opened`, then the delay) where one will do.
  * - The window is BATCH_MAX_WAIT_MS, or in adaptive mode what the shard's
  *   BatchWindow says (batch-window.ts, ADR 0016). The controller hears the
  *   outcome of each dispatch round (here) and of each finished call
@@ -75,18 +71,10 @@ export const shardMachine = setup({
     output: {} as ShardOutput,
   },
   guards: {
-    hasOpenBatch: ({ context }) => context.queue.openedAt !== null,
     isDrained: ({ context }) => context.queue.isEmpty && context.queue.inflight.size === 0,
-  },
-  delays: {
-    batchWindow: ({ context }) => {
-      const now = context.queue.now();
-      return Math.max(0, (context.queue.closesAt ?? now) - now);
-    },
   },
   actions: {
     attachQueue: ({ context, self }) => context.queue.attach(self),
-    sealOnTime: ({ context }) => context.queue.seal('time'),
     sealOnDrain: ({ context }) => {
       context.queue.draining = true;
       context.queue.seal('drain');
@@ -109,17 +97,6 @@ export const shardMachine = setup({
   initial: 'collecting',
   states: {
     collecting: {
-      initial: 'idle',
-      states: {
-        idle: {
-          on: { 'batch.opened': 'filling' },
-        },
-        filling: {
-          after: {
-            batchWindow: { target: '#shard.dispatching', actions: 'sealOnTime' },
-          },
-        },
-      },
       on: {
         'batch.sealed': 'dispatching',
         'batch.done': { actions: 'dispatchReady' },
@@ -128,7 +105,7 @@ export const shardMachine = setup({
     },
     dispatching: {
       entry: 'dispatchReady',
-      always: [{ guard: 'hasOpenBatch', target: 'collecting.filling' }, { target: 'collecting.idle' }],
+      always: { target: 'collecting' },
     },
     draining: {
       entry: ['sealOnDrain', 'dispatchReady'],

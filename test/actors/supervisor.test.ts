@@ -58,11 +58,12 @@ describe('supervisor', () => {
 
   it('answers the callers a failed shard held (500) and restarts it on the same queue', async () => {
     let failures = 1;
+    const dispatchReady = shardMachine.implementations.actions.dispatchReady as (args: unknown) => void;
     const flaky = shardMachine.provide({
       actions: {
-        sealOnTime: ({ context }) => {
+        dispatchReady: (args) => {
           if (failures-- > 0) throw new Error('bug in an action');
-          context.queue.seal('time');
+          dispatchReady(args);
         },
       },
     });
@@ -82,7 +83,7 @@ describe('supervisor', () => {
   it('gives up after MAX_SHARD_RESTARTS restarts of a shard that keeps failing, having answered everyone', async () => {
     const broken = shardMachine.provide({
       actions: {
-        sealOnTime: () => {
+        dispatchReady: () => {
           throw new Error('bug in an action');
         },
       },
