@@ -37,7 +37,7 @@
 export type WindowMode = 'fixed' | 'adaptive';
 export const WINDOW_MODES: readonly WindowMode[] = ['fixed', 'adaptive'];
 
-/** Length of one observation period: one step down at most per period (ADR 0016). */
+/** Length of one observation period: at most one step, down or up, at the end of each (ADR 0016). */
 export const WINDOW_PERIOD_MS = 50;
 /** The range [min, max] is crossed in this many steps. */
 export const WINDOW_STEPS = 10;
