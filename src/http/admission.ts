@@ -18,7 +18,7 @@
  *   late on every sample.
  * - Law. While overloaded, the share of new requests refused rises by a step
  *   proportional to how far above the limit the delay is (at most +0.3 a
- *   sample); once the smoothed delay is below half the limit the share decays
+ *   sample), up to half of them; once the smoothed delay is below half the limit the share decays
  *   (×0.7 a sample, then 0); in between it holds. Refusals are spread evenly
  *   (a credit counter, not a coin flip), so a 40 % share refuses exactly 2 of
  *   every 5 arrivals.
@@ -54,6 +54,14 @@ const LATE_SAMPLES = 2;
 const MAX_STEP = 0.3;
 /** Each sample below half the limit keeps this much of the share. */
 const DECAY = 0.7;
+/**
+ * The most that is ever refused. Refusing feeds itself when callers retry at
+ * once (a closed loop: every fast 503 brings the next request straight back,
+ * so the loop stays late however much is refused); capped, at least half of
+ * the arrivals are still served while a refusal costs a fraction of a
+ * request's CPU (ADR 0012).
+ */
+const MAX_SHARE = 0.5;
 /** A share below this is treated as none. */
 const MIN_SHARE = 0.02;
 
@@ -121,7 +129,7 @@ export class Admission {
     this.lateSamples = late > limit ? this.lateSamples + 1 : 0;
     if (this.delayMs > limit && (this.shedShare > 0 || this.lateSamples >= LATE_SAMPLES)) {
       if (this.shedShare === 0) this.overloadedSince = now;
-      this.shedShare = Math.min(1, this.shedShare + Math.min(MAX_STEP, (0.1 * this.delayMs) / limit));
+      this.shedShare = Math.min(MAX_SHARE, this.shedShare + Math.min(MAX_STEP, (0.1 * this.delayMs) / limit));
     } else if (this.delayMs < limit / 2 && this.shedShare > 0) {
       this.shedShare *= DECAY;
       if (this.shedShare < MIN_SHARE) {
