@@ -7,8 +7,9 @@
  * simulated downstream at 50 ms with no jitter in a third process.
  *
  *   latency  open loop at 1k, 5k, 10k req/s, 2,000 connections: client p50/p99/p99.9
- *            from intended send time, added p99 = sidecar p99 − downstream hold
- *            (50 ms) − bare p99 at the same rate; server CPU per request; GC
+ *            from intended send time, added p99 = sidecar p99 − the downstream's
+ *            own p99 over the window (its GET /stats; 50 ms if unread) − bare p99
+ *            at the same rate; server CPU per request; GC
  *            pauses; event-loop delay and sidecar_overhead_seconds beside them.
  *   closed   autocannon, 4,000 connections: req/s ratio, p99 ratio (fairness),
  *            peak RSS ratio (VmHWM).
@@ -25,6 +26,7 @@
  * the verdicts and the summary: bench/hot-path-report.ts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { request } from 'undici';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { shardForKey } from '../src/actors/routing.ts';
@@ -92,6 +94,8 @@ export interface OpenRunFigures {
   /** Server CPU µs per request offered in the measured window. */
   readonly cpuUsPerRequest: number | null;
   readonly generator: GeneratorCpu;
+  /** The downstream's own p99 hold (ms) over the measured window, from its GET /stats; null for bare or when unread. */
+  readonly downstreamP99Ms: number | null;
 }
 
 export interface ClosedRunFigures {
@@ -155,6 +159,20 @@ function noteOutcomes(label: string, s: SegmentResult, problems: string[]): void
   if (parts.length > 0) problems.push(`${label}: ${parts.join(', ')}`);
 }
 
+/** GET /stats (?reset=1) of the simulated downstream; null when it cannot be read. */
+async function downstreamStats(downstream: Child, reset: boolean): Promise<{ batches: number; p99: number | null } | null> {
+  try {
+    const { statusCode, body } = await request(`${new URL(downstream.url).origin}/stats${reset ? '?reset=1' : ''}`);
+    if (statusCode !== 200) {
+      await body.dump();
+      return null;
+    }
+    return (await body.json()) as { batches: number; p99: number | null };
+  } catch {
+    return null;
+  }
+}
+
 async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, round: number): Promise<OpenRunFigures> {
   const target = await startTarget(variant, sidecarEnv(ctx.downstream.url));
   const window = new Window(target);
@@ -166,14 +184,19 @@ async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, r
       { label: 'warmup', rate, seconds: TIME.warmup / 2 },
       { label: 'measure', rate, seconds: TIME.latency },
     ];
+    let statsReset: Promise<unknown> = Promise.resolve();
     const onEvent = (e: GeneratorEvent): void => {
-      if (e.event === 'segment' && e.index === 2) window.open();
-      else if (e.event === 'sent') window.close();
+      if (e.event === 'segment' && e.index === 2) {
+        window.open();
+        if (variant === 'sidecar') statsReset = downstreamStats(ctx.downstream, true);
+      } else if (e.event === 'sent') window.close();
     };
     const result = await runGenerator(
       { mode: 'open', origin: target.child.url, connections: OPEN_CONNECTIONS, segments, bodies: ctx.bodies, drainS: TIME.drain },
       onEvent,
     );
+    await statsReset;
+    const stats = variant === 'sidecar' ? await downstreamStats(ctx.downstream, false) : null;
     const measured = result.segments[2]!;
     noteOutcomes(label, measured, ctx.problems);
     const server = await window.figures();
@@ -186,6 +209,7 @@ async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, r
       server,
       cpuUsPerRequest: server.cpuSeconds === null ? null : (server.cpuSeconds * 1e6) / offered,
       generator: result.cpu,
+      downstreamP99Ms: stats?.p99 ?? null,
     };
   } finally {
     await stopTarget(target, label, ctx.problems);
@@ -284,7 +308,7 @@ export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]):
           const l = run.measured.latencyMs;
           ctx.log(
             `    ${rate}/s ${variant.padEnd(7)} p50/p99/p99.9 ${fmt(l?.p50)}/${fmt(l?.p99)}/${fmt(l?.p999)} ms, ` +
-              `server ${fmt(run.cpuUsPerRequest, 0)} µs/req, GC max ${fmt(run.server.gc.all?.maxMs, 2)} ms, generator ${fmt(run.generator.percent, 0)}% CPU`,
+              `${run.downstreamP99Ms === null ? '' : `downstream p99 ${fmt(run.downstreamP99Ms)} ms, `}server ${fmt(run.cpuUsPerRequest, 0)} µs/req, GC max ${fmt(run.server.gc.all?.maxMs, 2)} ms, generator ${fmt(run.generator.percent, 0)}% CPU`,
           );
           await sleep(300);
         }

@@ -4,6 +4,11 @@
  * per item, `{ "echo": <item> }`. Used by the demo, the tests and the
  * benchmarks; its behaviour can be changed while it runs, to inject faults.
  *
+ * `GET /stats` answers `{ batches, p50, p99, max }`: the hold times (ms, from the
+ * request body's last byte to the answer written) of the batches answered since
+ * the last reset, over the last 200,000 at most; `GET /stats?reset=1`
+ * answers the same, then resets them. Every other non-POST request gets 405.
+ *
  * Run alone: `node sim/legacy-downstream.ts` with PORT, LATENCY_MS, JITTER_MS,
  * FAILURE_RATE in the environment.
  */
@@ -60,6 +65,17 @@ export interface ReceivedBatch {
   readonly receivedAt: number;
 }
 
+/** How many hold times GET /stats looks back over. */
+const HOLD_RING = 200_000;
+
+export interface HoldStats {
+  /** Batches answered since the last reset (the percentiles cover the last HOLD_RING of them). */
+  readonly batches: number;
+  readonly p50: number | null;
+  readonly p99: number | null;
+  readonly max: number | null;
+}
+
 const DEFAULTS: LegacyOptions = {
   latencyMs: 5,
   jitterMs: 0,
@@ -88,6 +104,9 @@ export class LegacyDownstream {
   maxInflight = 0;
   private readonly inflightByShard = new Map<string, number>();
   readonly maxInflightByShard = new Map<string, number>();
+  /** Hold times (ms) of answered batches, a ring; `holdCount` of them recorded since the last reset. */
+  private readonly holds = new Float64Array(HOLD_RING);
+  private holdCount = 0;
 
   private constructor(options: LegacyOptions) {
     this.options = options;
@@ -119,6 +138,26 @@ export class LegacyDownstream {
     this.busyMs = 0;
     this.maxInflight = 0;
     this.maxInflightByShard.clear();
+    this.resetHolds();
+  }
+
+  /** Forgets the hold times (GET /stats?reset=1). */
+  resetHolds(): void {
+    this.holdCount = 0;
+  }
+
+  /** Count, p50, p99 and max of the hold times recorded since the last reset (what GET /stats answers). */
+  holdStats(): HoldStats {
+    const n = Math.min(this.holdCount, HOLD_RING);
+    if (n === 0) return { batches: this.holdCount, p50: null, p99: null, max: null };
+    const sorted = this.holds.slice(0, n).sort();
+    const at = (q: number): number => sorted[Math.min(n - 1, Math.ceil(q * n) - 1)]!;
+    return { batches: this.holdCount, p50: at(0.5), p99: at(0.99), max: sorted[n - 1]! };
+  }
+
+  private hold(since: number): void {
+    this.holds[this.holdCount % HOLD_RING] = performance.now() - since;
+    this.holdCount++;
   }
 
   async close(): Promise<void> {
@@ -128,21 +167,29 @@ export class LegacyDownstream {
 
   private handle(request: IncomingMessage, response: ServerResponse): void {
     if (request.method !== 'POST') {
+      if (request.method === 'GET' && (request.url === '/stats' || request.url?.startsWith('/stats?') === true)) {
+        const stats = this.holdStats();
+        if (new URLSearchParams(request.url.slice('/stats'.length)).get('reset') === '1') this.resetHolds();
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stats));
+        return;
+      }
       response.writeHead(405).end();
       return;
     }
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => this.answer(request, response, Buffer.concat(chunks)));
+    request.on('end', () => this.answer(request, response, Buffer.concat(chunks), performance.now()));
   }
 
-  private answer(request: IncomingMessage, response: ServerResponse, body: Buffer): void {
+  /** `arrived`: performance.now() when the body's last byte came; the hold is recorded once the answer is written. */
+  private answer(request: IncomingMessage, response: ServerResponse, body: Buffer, arrived: number): void {
     let items: unknown[];
     try {
       items = JSON.parse(body.toString('utf8')) as unknown[];
       if (!Array.isArray(items)) throw new Error('not an array');
     } catch {
       response.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"body must be a JSON array"}');
+      this.hold(arrived);
       return;
     }
     const shard = String(request.headers['x-shard'] ?? '');
@@ -181,6 +228,7 @@ export class LegacyDownstream {
         (this.options.poisonField !== null && items.some((item) => field(item, this.options.poisonField!)))
       ) {
         response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"legacy failure"}');
+        this.hold(arrived);
         return;
       }
       let payload: string;
@@ -201,6 +249,7 @@ export class LegacyDownstream {
           payload = JSON.stringify(results);
         } catch {
           response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"cannot serialise"}');
+          this.hold(arrived);
           return;
         }
       }
@@ -212,6 +261,7 @@ export class LegacyDownstream {
         return;
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end(payload);
+      this.hold(arrived);
     }, delay);
   }
 
