@@ -8,7 +8,7 @@
  *      DEMO_STEADY_S, 5 s): client p50/p99, the sidecar's own
  *      sidecar_overhead_seconds p99 beside the 15 ms target, batch sizes and
  *      downstream calls per 1,000 requests;
- *   2. burst: beyond capacity (DEMO_BURST_RATE, 20,000 req/s, for DEMO_BURST_S,
+ *   2. burst: beyond capacity (DEMO_BURST_RATE, 25,000 req/s, for DEMO_BURST_S,
  *      3 s): answered, ok, shed (503, with retry-after or not), errors, p99 of
  *      all answers;
  *   3. recovery: back at the steady rate (DEMO_RECOVERY_S, 5 s), p99 second by
@@ -36,7 +36,7 @@ const latencyMs = Number(env.DEMO_LATENCY_MS ?? 50);
 const jitterMs = Number(env.DEMO_JITTER_MS ?? 10);
 const rate = Number(env.DEMO_RATE ?? 1000);
 const steadyS = Number(env.DEMO_STEADY_S ?? 5);
-const burstRate = Number(env.DEMO_BURST_RATE ?? 20_000);
+const burstRate = Number(env.DEMO_BURST_RATE ?? 25_000);
 const burstS = Number(env.DEMO_BURST_S ?? 3);
 const recoveryS = Number(env.DEMO_RECOVERY_S ?? 5);
 const TARGET_MS = 15;
@@ -154,7 +154,11 @@ console.log(`  requests:         ${outcomes(burst)}`);
 console.log(`  latency (client): p50 ${f(burst.latencyMs?.p50, 0)} ms, p99 ${f(burst.latencyMs?.p99, 0)} ms of all answers, max ${f(burst.latencyMs?.max, 0)} ms`);
 console.log(`  served:           ${f(burst.servedPerSecond, 0)} ok/s arrived during the burst (offered ${burstRate}/s)`);
 console.log(`  generator:        send lag p99 ${f(burst.sendLagMs?.p99)} ms (how late it sent: it shares the CPUs), ${f(result.cpu.percent, 0)}% of a core over the run`);
-if (burst.shed === 0) console.log('  no request was shed: without admission control, the excess waits in queues instead (see the latency)');
+if (burst.shed === 0) {
+  console.log('  nothing was shed: admission control found the event loop keeping up (ADMISSION_MAX_LOOP_DELAY_MS); the excess waited in queues instead (see the latency)');
+} else {
+  console.log(`  shed:             ${burst.shed} × 503 ${burst.shedWithRetryAfter === burst.shed ? 'all' : `${burst.shedWithRetryAfter} of them`} with retry-after, refused before their bodies were read (admission control: the event loop was saturated)`);
+}
 
 console.log(`\n3. recovery, ${rate} req/s for ${recoveryS} s`);
 console.log(`  requests:         ${outcomes(recovery)}`);
