@@ -73,12 +73,10 @@ const OVERLOADED_BODY = Buffer.from(
 const OVERLOADED_LENGTH = String(OVERLOADED_BODY.length);
 
 export class Admission {
-  /** Share of new /process requests refused now, 0..1. */
+  /** Share of new /process requests refused now, 0..0.5. */
   shedShare = 0;
   /** Smoothed event-loop delay, ms. */
   delayMs = 0;
-  /** Requests refused so far. */
-  refused = 0;
 
   private readonly maxDelayMs: number;
   private readonly sampleMs: number;
@@ -113,12 +111,6 @@ export class Admission {
     return this;
   }
 
-  stop(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    this.shedShare = 0;
-  }
-
   /** One sample taken at `now` (the timer's, or a test's). */
   observe(now: number): void {
     const elapsed = now - this.lastSample;
@@ -145,7 +137,6 @@ export class Admission {
     this.credit += this.shedShare;
     if (this.credit < 1) return false;
     this.credit -= 1;
-    this.refused++;
     return true;
   }
 
