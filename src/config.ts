@@ -35,9 +35,7 @@ export interface Config {
   readonly isolateFailedBatches: boolean;
   /** Smoothed event-loop delay (ms) above which POST /process is refused with 503; 0 = admission control off. */
   readonly admissionMaxLoopDelayMs: number;
-  /** Smoothed event-loop utilisation (0..1) above which POST /process is refused with 503; 1 = never. */
-  readonly admissionMaxUtilization: number;
-  /** How often admission control samples the event loop (ms). */
+  /** How often admission control samples the event-loop delay (ms). */
   readonly admissionSampleMs: number;
 }
 
@@ -99,12 +97,7 @@ export const VARIABLES: readonly Variable[] = [
     fallback: '30',
     meaning: 'admission control: smoothed event-loop delay above which new work gets 503 (0 = off)',
   },
-  {
-    name: 'ADMISSION_MAX_UTILIZATION',
-    fallback: '0.95',
-    meaning: 'admission control: share of time the event loop is busy (smoothed over ~1 s) above which new work gets 503 (1 = never)',
-  },
-  { name: 'ADMISSION_SAMPLE_MS', fallback: '10', meaning: 'admission control: how often the event loop is sampled' },
+  { name: 'ADMISSION_SAMPLE_MS', fallback: '10', meaning: 'admission control: how often the event-loop delay is sampled' },
   { name: 'OTEL_*', fallback: '(standard)', meaning: 'OpenTelemetry SDK variables' },
 ];
 
@@ -146,15 +139,6 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   if (lower === 'true') return true;
   if (lower === 'false') return false;
   throw new ConfigError(name, 'true or false', value);
-}
-
-/** A number in (0, 1], written as a decimal ("0.95", "1"). */
-function share(env: Env, name: string, fallback: number): number {
-  const value = raw(env, name);
-  if (value === undefined) return fallback;
-  const n = /^(0(\.\d+)?|1(\.0*)?)$/.test(value) ? Number(value) : Number.NaN;
-  if (!(n > 0 && n <= 1)) throw new ConfigError(name, 'a decimal number above 0 and at most 1', value);
-  return n;
 }
 
 function downstreamUrl(env: Env): URL {
@@ -226,7 +210,6 @@ export function loadConfig(env: Env): Config {
     itemErrorField,
     isolateFailedBatches: boolean(env, 'ISOLATE_FAILED_BATCHES', false),
     admissionMaxLoopDelayMs: integer(env, 'ADMISSION_MAX_LOOP_DELAY_MS', 30, 0, 60_000),
-    admissionMaxUtilization: share(env, 'ADMISSION_MAX_UTILIZATION', 0.95),
     admissionSampleMs: integer(env, 'ADMISSION_SAMPLE_MS', 10, 1, 1000),
   });
 }

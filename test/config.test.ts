@@ -51,21 +51,18 @@ describe('configuration', () => {
     ['BATCH_MIN_WAIT_MS', '-1'],
     ['BATCH_MIN_WAIT_MS', '11'],
     ['ADMISSION_MAX_LOOP_DELAY_MS', '-5'],
-    ['ADMISSION_MAX_UTILIZATION', '0'],
-    ['ADMISSION_MAX_UTILIZATION', '95%'],
-    ['ADMISSION_MAX_UTILIZATION', '1.5'],
     ['ADMISSION_SAMPLE_MS', '0'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(new RegExp(`^${name}=`));
   });
 
-  it('reads the admission-control knobs, with defaults that refuse only a saturated loop', () => {
-    expect(loadConfig(URL_ONLY)).toMatchObject({ admissionMaxLoopDelayMs: 30, admissionMaxUtilization: 0.95, admissionSampleMs: 10 });
-    expect(
-      loadConfig({ ...URL_ONLY, ADMISSION_MAX_LOOP_DELAY_MS: '0', ADMISSION_MAX_UTILIZATION: '1', ADMISSION_SAMPLE_MS: '20' }),
-    ).toMatchObject({ admissionMaxLoopDelayMs: 0, admissionMaxUtilization: 1, admissionSampleMs: 20 });
-    expect(loadConfig({ ...URL_ONLY, ADMISSION_MAX_UTILIZATION: '0.8' }).admissionMaxUtilization).toBe(0.8);
+  it('reads the admission-control knobs', () => {
+    expect(loadConfig(URL_ONLY)).toMatchObject({ admissionMaxLoopDelayMs: 30, admissionSampleMs: 10 });
+    expect(loadConfig({ ...URL_ONLY, ADMISSION_MAX_LOOP_DELAY_MS: '0', ADMISSION_SAMPLE_MS: '20' })).toMatchObject({
+      admissionMaxLoopDelayMs: 0,
+      admissionSampleMs: 20,
+    });
   });
 
   it('reads SERVER_TIMING, ITEM_ERROR_FIELD and ISOLATE_FAILED_BATCHES', () => {

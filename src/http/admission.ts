@@ -8,25 +8,20 @@
  * inside the process sees that wait except the loop itself, which runs late.
  * So:
  *
- * - Signals. A timer every ADMISSION_SAMPLE_MS measures how late it fired
- *   (the event-loop delay), smoothed with a 200 ms time constant, and the
- *   share of the time since the last sample the loop was busy (its
- *   utilisation), smoothed with a 1 s time constant; a sample's weight grows
- *   with the time it covers.
- * - Trigger. The loop is late: the smoothed delay is above
+ * - Signal. A timer every ADMISSION_SAMPLE_MS measures how late it fired
+ *   (the event-loop delay), smoothed over time (an EWMA with a 200 ms time
+ *   constant, so a sample's weight grows with the time it covers).
+ * - Trigger. Refusing starts only when the smoothed delay is above
  *   ADMISSION_MAX_LOOP_DELAY_MS *and* the last two samples were each later
- *   than it (one GC pause, or one wave of a few thousand requests arriving at
- *   once, makes one late sample and sheds nobody). Or the loop is busy: the
- *   smoothed utilisation is above ADMISSION_MAX_UTILIZATION, about a second
- *   of a saturated loop, which is what a burst looks like when the backlog
- *   waits in the callers' connections rather than in our socket buffers.
- * - Law. While late, the share of new requests refused rises by a step
+ *   than it: one GC pause, or one wave of a few thousand requests arriving
+ *   at once, makes one late sample and sheds nobody; a saturated loop is
+ *   late on every sample.
+ * - Law. While overloaded, the share of new requests refused rises by a step
  *   proportional to how far above the limit the delay is (at most +0.3 a
- *   sample); while only busy, by 0.01 a sample; never above half. Once the
- *   delay is under half its limit and the utilisation 0.05 under its limit,
- *   the share decays (×0.9 a sample, then 0); in between it holds. Refusals
- *   are spread evenly (a credit counter, not a coin flip), so a 40 % share
- *   refuses exactly 2 of every 5 arrivals.
+ *   sample), up to half of them; once the smoothed delay is below half the limit the share decays
+ *   (×0.7 a sample, then 0); in between it holds. Refusals are spread evenly
+ *   (a credit counter, not a coin flip), so a 40 % share refuses exactly 2 of
+ *   every 5 arrivals.
  * - Where. In the HTTP server's own request listener, before Fastify builds
  *   its request, reply, logger and routes, and before the body is read: a
  *   refusal is one prepared 503 written with `writeHead` (measured: ADR 0012).
@@ -45,8 +40,6 @@ import { retryAfterValue } from './retry-after.ts';
 export interface AdmissionOptions {
   /** Smoothed event-loop delay above which requests are refused; 0 turns admission control off. */
   readonly maxLoopDelayMs: number;
-  /** Smoothed share of time the event loop is busy above which requests are refused; 1 never. */
-  readonly maxUtilization: number;
   /** How often the delay is sampled. */
   readonly sampleMs: number;
   /** Monotonic clock in ms; tests pass their own. */
@@ -55,18 +48,12 @@ export interface AdmissionOptions {
 
 /** Time constant of the smoothed delay, ms. */
 const SMOOTHING_MS = 200;
-/** Time constant of the smoothed utilisation, ms: only a loop busy for about a second on end counts. */
-const BUSY_SMOOTHING_MS = 1000;
-/** The rise of the refused share per sample while only the utilisation is over its limit. */
-const BUSY_STEP = 0.01;
-/** Below its limit by this much, the utilisation lets the share decay. */
-const BUSY_MARGIN = 0.05;
 /** Consecutive late samples (each later than the limit) before refusing starts. */
 const LATE_SAMPLES = 2;
 /** The largest rise of the refused share in one sample. */
 const MAX_STEP = 0.3;
-/** Each sample with the loop well under both limits keeps this much of the share. */
-const DECAY = 0.9;
+/** Each sample below half the limit keeps this much of the share. */
+const DECAY = 0.7;
 /**
  * The most that is ever refused. Refusing feeds itself when callers retry at
  * once (a closed loop: every fast 503 brings the next request straight back,
@@ -90,11 +77,8 @@ export class Admission {
   shedShare = 0;
   /** Smoothed event-loop delay, ms. */
   delayMs = 0;
-  /** Smoothed event-loop utilisation, 0..1. */
-  utilization = 0;
 
   private readonly maxDelayMs: number;
-  private readonly maxUtilization: number;
   private readonly sampleMs: number;
   private readonly now: () => number;
   private credit = 0;
@@ -103,9 +87,8 @@ export class Admission {
   private lateSamples = 0;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor({ maxLoopDelayMs, maxUtilization, sampleMs, now = () => performance.now() }: AdmissionOptions) {
+  constructor({ maxLoopDelayMs, sampleMs, now = () => performance.now() }: AdmissionOptions) {
     this.maxDelayMs = maxLoopDelayMs;
-    this.maxUtilization = maxUtilization;
     this.sampleMs = sampleMs;
     this.now = now;
     this.lastSample = now();
@@ -119,37 +102,27 @@ export class Admission {
   start(): this {
     if (!this.enabled || this.timer !== null) return this;
     this.lastSample = this.now();
-    let busy = performance.eventLoopUtilization();
     // One Timeout for the process's life, re-armed with refresh(): no timer object per sample.
     this.timer = setTimeout(() => {
-      const now = performance.eventLoopUtilization();
-      this.observe(this.now(), performance.eventLoopUtilization(now, busy).utilization);
-      busy = now;
+      this.observe(this.now());
       this.timer?.refresh();
     }, this.sampleMs);
     this.timer.unref();
     return this;
   }
 
-  /**
-   * One sample taken at `now` (the timer's, or a test's), with the share of
-   * the time since the last one that the loop was busy.
-   */
-  observe(now: number, utilization: number): void {
+  /** One sample taken at `now` (the timer's, or a test's). */
+  observe(now: number): void {
     const elapsed = now - this.lastSample;
     const late = Math.max(0, elapsed - this.sampleMs);
     this.lastSample = now;
     this.delayMs += (1 - Math.exp(-elapsed / SMOOTHING_MS)) * (late - this.delayMs);
-    this.utilization += (1 - Math.exp(-elapsed / BUSY_SMOOTHING_MS)) * (utilization - this.utilization);
     const limit = this.maxDelayMs;
     this.lateSamples = late > limit ? this.lateSamples + 1 : 0;
-    const loopLate = this.delayMs > limit && (this.shedShare > 0 || this.lateSamples >= LATE_SAMPLES);
-    const busy = this.utilization > this.maxUtilization;
-    if (loopLate || busy) {
+    if (this.delayMs > limit && (this.shedShare > 0 || this.lateSamples >= LATE_SAMPLES)) {
       if (this.shedShare === 0) this.overloadedSince = now;
-      const step = loopLate ? Math.min(MAX_STEP, (0.1 * this.delayMs) / limit) : BUSY_STEP;
-      this.shedShare = Math.min(MAX_SHARE, this.shedShare + step);
-    } else if (this.delayMs < limit / 2 && this.utilization < this.maxUtilization - BUSY_MARGIN && this.shedShare > 0) {
+      this.shedShare = Math.min(MAX_SHARE, this.shedShare + Math.min(MAX_STEP, (0.1 * this.delayMs) / limit));
+    } else if (this.delayMs < limit / 2 && this.shedShare > 0) {
       this.shedShare *= DECAY;
       if (this.shedShare < MIN_SHARE) {
         this.shedShare = 0;

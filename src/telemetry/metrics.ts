@@ -66,13 +66,6 @@ export function outcomeOf(code: string, statusCode: number): Outcome {
   return 'internal';
 }
 
-/** What the admission-control gauges read at scrape time (src/http/admission.ts). */
-interface AdmissionSignals {
-  readonly shedShare: number;
-  readonly delayMs: number;
-  readonly utilization: number;
-}
-
 /** Batch-size buckets: 1, 2, 5, then ten steps up to BATCH_MAX_SIZE. */
 export function batchSizeBuckets(batchMaxSize: number): number[] {
   const buckets = new Set([1, 2, 5].filter((size) => size < batchMaxSize));
@@ -104,7 +97,7 @@ export class Metrics {
   private readonly batchSize: Histogram;
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
-  private admission: AdmissionSignals | null = null;
+  private admission: { readonly shedShare: number; readonly delayMs: number } | null = null;
 
   constructor(options: { batchMaxSize: number; stats: () => ShardStats[]; phase?: () => Phase }) {
     const registers = [this.registry];
@@ -163,14 +156,6 @@ export class Metrics {
       },
     });
     new Gauge({
-      name: 'sidecar_admission_utilization',
-      help: 'Smoothed event-loop utilisation (0..1) that admission control acts on',
-      registers,
-      collect() {
-        this.set(metrics.admission?.utilization ?? 0);
-      },
-    });
-    new Gauge({
       name: 'sidecar_queue_depth',
       help: 'Items waiting in a shard (not yet sent downstream)',
       labelNames: ['shard'],
@@ -217,7 +202,7 @@ export class Metrics {
   }
 
   /** Where the admission-control gauges read from at scrape time. */
-  observeAdmission(admission: AdmissionSignals): void {
+  observeAdmission(admission: { readonly shedShare: number; readonly delayMs: number }): void {
     this.admission = admission;
   }
 
