@@ -151,25 +151,11 @@ export class ShardQueue {
     return this.drainRate.secondsFor(this.ready.length + this.halves.length + (this.open === null ? 0 : 1));
   }
 
-  /** Monotonic ms of the open batch's first item, or null when none is open. */
-  get openedAt(): number | null {
-    return this.open === null ? null : this.open.openedAt;
-  }
-
-  /** Monotonic ms when the open batch's time trigger fires, or null when none is open. */
-  get closesAt(): number | null {
-    return this.open === null ? null : this.open.closesAt;
-  }
-
   /** Unsettled items in the shard's calls in flight (a handful of batches: read at shutdown steps only). */
   get inflightItems(): number {
     let count = 0;
     for (const batch of this.inflight.values()) count += batch.live;
     return count;
-  }
-
-  get readyCount(): number {
-    return this.ready.length + this.halves.length;
   }
 
   /** Nothing waits: no open batch and no sealed batch (or half) waiting for a slot. */
