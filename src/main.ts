@@ -46,7 +46,7 @@ const batcher = new Batcher({
 }).start();
 telemetry.observeShards(() => batcher.stats());
 const admission = new Admission({ maxLoopDelayMs: config.admissionMaxLoopDelayMs, sampleMs: config.admissionSampleMs }).start();
-telemetry.metrics.observeAdmission(admission);
+telemetry.observeAdmission(admission);
 telemetry.observeLifecycle(() => lifecycle.phase);
 const app = buildApp({ config, batcher, lifecycle, telemetry, log, admission });
 

@@ -66,6 +66,12 @@ export function outcomeOf(code: string, statusCode: number): Outcome {
   return 'internal';
 }
 
+/** What the admission-control gauges read at scrape time (src/http/admission.ts). */
+export interface AdmissionSignals {
+  readonly shedShare: number;
+  readonly delayMs: number;
+}
+
 /** Batch-size buckets: 1, 2, 5, then ten steps up to BATCH_MAX_SIZE. */
 export function batchSizeBuckets(batchMaxSize: number): number[] {
   const buckets = new Set([1, 2, 5].filter((size) => size < batchMaxSize));
@@ -97,9 +103,13 @@ export class Metrics {
   private readonly batchSize: Histogram;
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
-  private admission: { readonly shedShare: number; readonly delayMs: number } | null = null;
 
-  constructor(options: { batchMaxSize: number; stats: () => ShardStats[]; phase?: () => Phase }) {
+  constructor(options: {
+    batchMaxSize: number;
+    stats: () => ShardStats[];
+    phase?: () => Phase;
+    admission?: () => AdmissionSignals | null;
+  }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const requests = new Counter({
@@ -137,14 +147,13 @@ export class Metrics {
       registers,
     });
     const stats = options.stats;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the gauges' collect() has its own `this`
-    const metrics = this;
+    const admission = options.admission;
     new Gauge({
       name: 'sidecar_admission_shed_ratio',
       help: 'Share of new POST /process requests admission control refuses now (0 while the event loop keeps up)',
       registers,
       collect() {
-        this.set(metrics.admission?.shedShare ?? 0);
+        this.set(admission?.()?.shedShare ?? 0);
       },
     });
     new Gauge({
@@ -152,7 +161,7 @@ export class Metrics {
       help: 'Smoothed event-loop delay that admission control acts on',
       registers,
       collect() {
-        this.set((metrics.admission?.delayMs ?? 0) / 1000);
+        this.set((admission?.()?.delayMs ?? 0) / 1000);
       },
     });
     new Gauge({
@@ -199,11 +208,6 @@ export class Metrics {
   async requestCount(outcome: Outcome): Promise<number> {
     const { values } = await this.requestCounter.get();
     return values.find((value) => value.labels.outcome === outcome)?.value ?? 0;
-  }
-
-  /** Where the admission-control gauges read from at scrape time. */
-  observeAdmission(admission: { readonly shedShare: number; readonly delayMs: number }): void {
-    this.admission = admission;
   }
 
   request(outcome: Outcome): void {

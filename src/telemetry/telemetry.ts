@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Batch, BatchObserver, BatchOutcome } from '../actors/batch.ts';
 import type { ShardStats } from '../actors/batcher.ts';
 import type { Phase } from '../lifecycle.ts';
-import { Metrics } from './metrics.ts';
+import { Metrics, type AdmissionSignals } from './metrics.ts';
 import { Tracing } from './tracing.ts';
 
 export interface TelemetryOptions {
@@ -24,11 +24,17 @@ export class Telemetry implements BatchObserver {
   private readonly log: Logger;
   private shardStats: () => ShardStats[] = () => [];
   private phase: () => Phase = () => 'starting';
+  private admission: AdmissionSignals | null = null;
 
   private constructor(log: Logger, tracing: Tracing | null, batchMaxSize: number) {
     this.log = log;
     this.tracing = tracing;
-    this.metrics = new Metrics({ batchMaxSize, stats: () => this.shardStats(), phase: () => this.phase() });
+    this.metrics = new Metrics({
+      batchMaxSize,
+      stats: () => this.shardStats(),
+      phase: () => this.phase(),
+      admission: () => this.admission,
+    });
   }
 
   static async start({ env, log, batchMaxSize }: TelemetryOptions): Promise<Telemetry> {
@@ -45,6 +51,11 @@ export class Telemetry implements BatchObserver {
   /** Where the lifecycle-phase gauge reads from at scrape time. */
   observeLifecycle(phase: () => Phase): void {
     this.phase = phase;
+  }
+
+  /** Where the admission-control gauges read from at scrape time. */
+  observeAdmission(admission: AdmissionSignals): void {
+    this.admission = admission;
   }
 
   dispatching(batch: Batch): Readonly<Record<string, string>> | undefined {

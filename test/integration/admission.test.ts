@@ -66,6 +66,10 @@ describe('admission control', () => {
     const metrics = parsePrometheus(await (await request(`${sidecar.url}/metrics`)).body.text());
     expect(valueOf(metrics, 'sidecar_requests_total', { outcome: 'overloaded' })).toBe(refused.length);
     expect(valueOf(metrics, 'sidecar_requests_total', { outcome: 'ok' })).toBe(ok.length);
+    const share = valueOf(metrics, 'sidecar_admission_shed_ratio');
+    expect(share).toBeGreaterThanOrEqual(0);
+    expect(share).toBeLessThanOrEqual(0.5);
+    expect(valueOf(metrics, 'sidecar_admission_loop_delay_seconds')).toBeGreaterThanOrEqual(0);
 
     // Once the load stops, the loop keeps up again and nothing is refused.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
