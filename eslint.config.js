@@ -18,7 +18,8 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/main.ts', 'test/**', 'bench/**', 'demo/**', 'sim/**', 'vitest.*.ts'],
+    // Entry points (the process, and each ingress thread: ADR 0017) read the environment once.
+    files: ['src/main.ts', 'src/ingress/worker.ts', 'test/**', 'bench/**', 'demo/**', 'sim/**', 'vitest.*.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

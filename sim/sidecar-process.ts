@@ -31,6 +31,16 @@ export interface SidecarProcess {
   stop(timeoutMs?: number): Promise<Exit>;
 }
 
+/**
+ * INGRESS_THREADS from this process's environment, when set: the test suite
+ * runs the integration tests once in each mode (vitest.config.ts), and a test
+ * that sets INGRESS_THREADS itself overrides it.
+ */
+function ingressThreads(): Record<string, string> {
+  const threads = process.env.INGRESS_THREADS;
+  return threads === undefined ? {} : { INGRESS_THREADS: threads };
+}
+
 /** Runs main.ts to completion (bad configuration, --help). */
 export async function runMain(env: Record<string, string>, args: string[] = []): Promise<Exit & { stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: 'pipe' });
@@ -63,7 +73,7 @@ export async function startSidecar(
   const [program, ...args] = command;
   const child = spawn(program === 'node' ? process.execPath : program, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...ingressThreads(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group: a Ctrl-C at the terminal reaches only the parent,
     // which passes on exactly one signal (a second would mean "exit at once").

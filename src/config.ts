@@ -37,6 +37,8 @@ export interface Config {
   readonly admissionMaxLoopDelayMs: number;
   /** How often admission control samples the event-loop delay (ms). */
   readonly admissionSampleMs: number;
+  /** HTTP ingress threads; 1 serves HTTP on the batcher's own thread (ADR 0017). */
+  readonly ingressThreads: number;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -98,6 +100,11 @@ export const VARIABLES: readonly Variable[] = [
     meaning: 'admission control: smoothed event-loop delay above which new work gets 503 (0 = off)',
   },
   { name: 'ADMISSION_SAMPLE_MS', fallback: '10', meaning: 'admission control: how often the event-loop delay is sampled' },
+  {
+    name: 'INGRESS_THREADS',
+    fallback: '1',
+    meaning: 'HTTP ingress threads feeding one global batcher (1 = HTTP on the batcher thread; set to the CPUs given)',
+  },
   { name: 'OTEL_*', fallback: '(standard)', meaning: 'OpenTelemetry SDK variables' },
 ];
 
@@ -211,5 +218,6 @@ export function loadConfig(env: Env): Config {
     isolateFailedBatches: boolean(env, 'ISOLATE_FAILED_BATCHES', false),
     admissionMaxLoopDelayMs: integer(env, 'ADMISSION_MAX_LOOP_DELAY_MS', 30, 0, 60_000),
     admissionSampleMs: integer(env, 'ADMISSION_SAMPLE_MS', 10, 1, 1000),
+    ingressThreads: integer(env, 'INGRESS_THREADS', 1, 1, 64),
   });
 }

@@ -109,3 +109,34 @@ export interface SidecarError extends Error {
   /** For a 503 that tells the caller when to come back: the estimated wait, seconds (null: unknown). */
   retryAfterSeconds?: number | null;
 }
+
+/**
+ * A SidecarError as it crosses from the batcher thread to an ingress thread
+ * (ADR 0017): a structured clone keeps no class, so the fields travel and the
+ * error is rebuilt on the other side with the same code, status and message.
+ */
+export interface WireError {
+  readonly code: string;
+  readonly statusCode: number;
+  readonly message: string;
+  readonly retryAfterSeconds: number | null;
+}
+
+export function toWire(error: SidecarError): WireError {
+  return { code: error.code, statusCode: error.statusCode, message: error.message, retryAfterSeconds: error.retryAfterSeconds ?? null };
+}
+
+/** One error class per code and status, made on first use (a handful in a process's life). */
+const rebuilt = new Map<string, new (message: string) => SidecarError>();
+
+export function fromWire(wire: WireError): SidecarError {
+  const key = `${wire.code} ${wire.statusCode}`;
+  let ErrorClass = rebuilt.get(key);
+  if (ErrorClass === undefined) {
+    ErrorClass = createError(wire.code, '%s', wire.statusCode, Error, NO_STACK) as unknown as new (message: string) => SidecarError;
+    rebuilt.set(key, ErrorClass);
+  }
+  const error = new ErrorClass(wire.message);
+  if (wire.retryAfterSeconds !== null) error.retryAfterSeconds = wire.retryAfterSeconds;
+  return error;
+}

@@ -1,17 +1,20 @@
 /**
  * Entry point: load configuration, start the batcher (supervisor and shards),
- * build the app, listen, and wire the signals. Exit codes: 0 clean shutdown,
- * 1 shutdown timeout or failure, 2 bad configuration.
+ * start the ingress (the Fastify app on this thread, or INGRESS_THREADS
+ * ingress threads: ADR 0017), listen, and wire the signals. Exit codes: 0
+ * clean shutdown, 1 shutdown timeout or failure, 2 bad configuration.
  */
 import { pino } from 'pino';
 import { Batcher } from './actors/batcher.ts';
+import type { ItemSink } from './actors/batch.ts';
 import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
 import { DownstreamClient } from './downstream/client.ts';
 import { Admission } from './http/admission.ts';
 import { buildApp } from './http/app.ts';
-import { createReplySink } from './http/reply-sink.ts';
+import { createAnswers, createReplySink } from './http/reply-sink.ts';
+import { IngressThreads } from './ingress/threads.ts';
 import { Lifecycle } from './lifecycle.ts';
-import { createShutdown } from './shutdown.ts';
+import { appIngress, createShutdown, type Ingress } from './shutdown.ts';
 import { Telemetry } from './telemetry/telemetry.ts';
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
@@ -33,7 +36,35 @@ const log = pino({ level: config.logLevel });
 const telemetry = await Telemetry.start({ env: process.env, log, batchMaxSize: config.batchMaxSize });
 const lifecycle = new Lifecycle();
 const downstream = new DownstreamClient(config);
-const sink = createReplySink(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming });
+// With ingress threads, this thread only batches; its own loop's admission
+// share is imposed on every ingress thread.
+const threads =
+  config.ingressThreads > 1
+    ? new IngressThreads({
+        count: config.ingressThreads,
+        log,
+        lifecycle,
+        metrics: telemetry.metrics,
+        onFatal: () => shutdown.onFatal(),
+      })
+    : null;
+const admission = new Admission({
+  maxLoopDelayMs: config.admissionMaxLoopDelayMs,
+  sampleMs: config.admissionSampleMs,
+  onShare: threads === null ? undefined : (share) => threads.impose(share),
+}).start();
+telemetry.observeAdmission(admission);
+telemetry.observeLifecycle(() => lifecycle.phase);
+
+let sink: ItemSink;
+let ingress: Ingress;
+let listen: () => Promise<number>;
+if (threads === null) {
+  const answers = createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming });
+  sink = createReplySink(answers);
+} else {
+  sink = threads.sink;
+}
 const batcher = new Batcher({
   config,
   downstream,
@@ -45,38 +76,51 @@ const batcher = new Batcher({
   },
 }).start();
 telemetry.observeShards(() => batcher.stats());
-const admission = new Admission({ maxLoopDelayMs: config.admissionMaxLoopDelayMs, sampleMs: config.admissionSampleMs }).start();
-telemetry.observeAdmission(admission);
-telemetry.observeLifecycle(() => lifecycle.phase);
-const app = buildApp({ config, batcher, lifecycle, telemetry, log, admission });
+if (threads === null) {
+  const app = buildApp({
+    config,
+    intake: batcher,
+    lifecycle,
+    metrics: telemetry.metrics,
+    tracing: telemetry.tracing,
+    exposition: telemetry.metrics,
+    log,
+    admission,
+  });
+  ingress = appIngress(app);
+  listen = async () => {
+    await app.listen({ port: config.port, host: config.host });
+    const address = app.server.address();
+    return typeof address === 'object' && address !== null ? address.port : config.port;
+  };
+} else {
+  threads.attach(batcher);
+  ingress = threads;
+  listen = () => threads.listen(config.port, config.host);
+}
 
-const onSignal = createShutdown({
+const shutdown = createShutdown({
   config,
-  app,
+  log,
+  ingress,
   batcher,
   downstream,
   lifecycle,
   flush: () => telemetry.flush(),
-  refused: () => telemetry.metrics.requestCount('draining'),
+  refused: () => (threads === null ? telemetry.metrics.requestCount('draining') : threads.requestCount('draining')),
   exit: (code) => process.exit(code),
 });
-process.on('SIGTERM', onSignal);
-process.on('SIGINT', onSignal);
-process.on('unhandledRejection', (reason) => app.log.error({ err: reason }, 'unhandled rejection'));
+process.on('SIGTERM', shutdown.onSignal);
+process.on('SIGINT', shutdown.onSignal);
+process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
 
+let port: number;
 try {
-  await app.listen({ port: config.port, host: config.host });
+  port = await listen();
 } catch (error) {
-  app.log.fatal({ err: error }, 'cannot listen');
+  log.fatal({ err: error }, 'cannot listen');
   process.exit(1);
 }
 // A signal may have come while the listener was starting: then stay not-ready.
 if (lifecycle.phase === 'starting') lifecycle.phase = 'ready';
-const address = app.server.address();
-app.log.info(
-  {
-    port: typeof address === 'object' && address !== null ? address.port : config.port,
-    config: { ...config, downstreamUrl: config.downstreamUrl.href },
-  },
-  'sidecar ready',
-);
+log.info({ port, config: { ...config, downstreamUrl: config.downstreamUrl.href } }, 'sidecar ready');

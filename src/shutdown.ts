@@ -19,15 +19,50 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { Batcher } from './actors/batcher.ts';
 import type { Config } from './config.ts';
 import type { Downstream } from './downstream/client.ts';
 import { SidecarErrors } from './errors.ts';
 import type { Lifecycle, Phase } from './lifecycle.ts';
 
+/**
+ * What takes requests: the Fastify app on this thread (`appIngress`), or the
+ * ingress threads (src/ingress/threads.ts, ADR 0017).
+ */
+export interface Ingress {
+  /** Stops accepting connections; resolves once no listener accepts, with a promise of every connection ended. */
+  close(): Promise<{ closed: Promise<void> }>;
+  closeIdleConnections(): void;
+  closeAllConnections(): void;
+  /** After the last answer: ends whatever the ingress runs besides its connections (its threads). */
+  stop(): Promise<void>;
+}
+
+/** Bound on waiting for the listener to stop accepting before the drain starts. */
+export const LISTENER_CLOSE_WAIT_MS = 200;
+
+/** The Fastify app as the ingress (INGRESS_THREADS=1). */
+export function appIngress(app: FastifyInstance): Ingress {
+  return {
+    async close() {
+      const closed = app.close();
+      // Fastify stops the listener after its close hooks (a few ticks); the
+      // drain starts once new connections are refused.
+      const since = performance.now();
+      while (app.server.listening && performance.now() - since < LISTENER_CLOSE_WAIT_MS) await sleep(1);
+      return { closed };
+    },
+    closeIdleConnections: () => app.server.closeIdleConnections(),
+    closeAllConnections: () => app.server.closeAllConnections(),
+    stop: () => Promise.resolve(),
+  };
+}
+
 export interface ShutdownParts {
   readonly config: Pick<Config, 'shutdownDelayMs' | 'shutdownTimeoutMs'>;
-  readonly app: FastifyInstance;
+  readonly log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  readonly ingress: Ingress;
   readonly batcher: Batcher;
   readonly downstream: Downstream;
   readonly lifecycle: Lifecycle;
@@ -43,9 +78,6 @@ const FINAL_WRITE_GRACE_MS = 2_000;
 /** The most the telemetry flush may add after the drain (an unreachable collector must not hold the exit). */
 const FLUSH_TIMEOUT_MS = 3_000;
 
-/** Bound on waiting for the listener to stop accepting before the drain starts. */
-const LISTENER_CLOSE_WAIT_MS = 200;
-
 /** When SHUTDOWN_TIMEOUT_MS runs out (monotonic ms); null until the drain starts it. */
 interface ShutdownClock {
   timeoutAt: number | null;
@@ -55,23 +87,42 @@ interface ShutdownClock {
  * Starts the shutdown on the first signal. Call it before the listener opens:
  * it also logs every phase change from then on, `ready` included.
  */
-export function createShutdown(parts: ShutdownParts): (signal: NodeJS.Signals) => void {
+export function createShutdown(parts: ShutdownParts): Shutdown {
   let started = false;
+  let failed = false;
   const clock: ShutdownClock = { timeoutAt: null };
   parts.lifecycle.onChange((phase, from) => logPhase(parts, clock, phase, from));
-  return (signal) => {
-    const log = parts.app.log;
-    if (started) {
-      log.warn({ signal }, 'second signal: exiting at once');
-      parts.exit(signal === 'SIGINT' ? 130 : 143);
-      return;
-    }
+  const begin = (reason: NodeJS.Signals | 'fatal'): void => {
     started = true;
-    shutdown(parts, clock, signal).then(parts.exit, (error: unknown) => {
-      log.error({ err: error }, 'shutdown failed');
-      parts.exit(1);
-    });
+    shutdown(parts, clock, reason).then(
+      (code) => parts.exit(failed ? Math.max(code, 1) : code),
+      (error: unknown) => {
+        parts.log.error({ err: error }, 'shutdown failed');
+        parts.exit(1);
+      },
+    );
   };
+  return {
+    onSignal(signal) {
+      if (started) {
+        parts.log.warn({ signal }, 'second signal: exiting at once');
+        parts.exit(signal === 'SIGINT' ? 130 : 143);
+        return;
+      }
+      begin(signal);
+    },
+    onFatal() {
+      failed = true;
+      if (!started) begin('fatal');
+    },
+  };
+}
+
+export interface Shutdown {
+  /** SIGTERM or SIGINT: the first starts the shutdown, a second exits at once. */
+  onSignal(signal: NodeJS.Signals): void;
+  /** A part of the process failed (an ingress thread died): shut down as for a signal, then exit 1. */
+  onFatal(): void;
 }
 
 /** One info line per phase change: what is still held, and how much of SHUTDOWN_TIMEOUT_MS is left. */
@@ -79,24 +130,20 @@ function logPhase(parts: ShutdownParts, clock: ShutdownClock, phase: Phase, from
   const { items, calls } = parts.batcher.holdings();
   const timeoutMs = parts.config.shutdownTimeoutMs;
   const timeLeftMs = clock.timeoutAt === null ? timeoutMs : Math.max(0, Math.round(clock.timeoutAt - performance.now()));
-  parts.app.log.info({ phase, from, held: items, inflight: calls, timeLeftMs }, `phase: ${phase}`);
+  parts.log.info({ phase, from, held: items, inflight: calls, timeLeftMs }, `phase: ${phase}`);
 }
 
-async function shutdown(parts: ShutdownParts, clock: ShutdownClock, signal: NodeJS.Signals): Promise<number> {
-  const { config, app, batcher, downstream, lifecycle } = parts;
-  const log = app.log;
+async function shutdown(parts: ShutdownParts, clock: ShutdownClock, reason: NodeJS.Signals | 'fatal'): Promise<number> {
+  const { config, log, ingress, batcher, downstream, lifecycle } = parts;
   const started = performance.now();
 
-  log.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown: signal received');
+  if (reason === 'fatal') log.error('shutdown: a part of the process failed');
+  else log.info({ signal: reason, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown: signal received');
   lifecycle.phase = 'lame_duck';
   if (config.shutdownDelayMs > 0) await sleep(config.shutdownDelayMs);
 
   lifecycle.phase = 'closing';
-  const closed = app.close();
-  // Fastify stops the listener after its close hooks (a few ticks); the drain
-  // starts once new connections are refused.
-  const closingSince = performance.now();
-  while (app.server.listening && performance.now() - closingSince < LISTENER_CLOSE_WAIT_MS) await sleep(1);
+  const { closed } = await ingress.close();
 
   clock.timeoutAt = performance.now() + config.shutdownTimeoutMs;
   lifecycle.phase = 'draining';
@@ -123,9 +170,12 @@ async function shutdown(parts: ShutdownParts, clock: ShutdownClock, signal: Node
   // keep-alive connection whose response started before the drain stays open
   // until it idles: close idle ones, give the last writes a moment, then close
   // whatever is left.
-  app.server.closeIdleConnections();
+  ingress.closeIdleConnections();
   await Promise.race([closed, sleep(FINAL_WRITE_GRACE_MS, undefined)]);
-  app.server.closeAllConnections();
+  ingress.closeAllConnections();
+  // Counted before the ingress stops (its threads hold their own counts).
+  const refused = parts.refused === undefined ? null : await parts.refused().catch(() => null);
+  await Promise.race([ingress.stop(), sleep(FINAL_WRITE_GRACE_MS, undefined)]);
   batcher.stop();
   // close() waits for calls in flight (none by now, normally); never for long.
   await Promise.race([code === 0 ? downstream.close() : downstream.destroy(), sleep(FINAL_WRITE_GRACE_MS)]);
@@ -135,7 +185,6 @@ async function shutdown(parts: ShutdownParts, clock: ShutdownClock, signal: Node
       log.warn({ err: error }, 'shutdown: telemetry flush failed'),
     );
   }
-  const refused = parts.refused === undefined ? null : await parts.refused().catch(() => null);
   log.info(
     { code, ms: Math.round(performance.now() - started), flushedByDrain: batcher.drainFlushed(), refused, unanswered },
     'shutdown: complete',

@@ -52,6 +52,9 @@ describe('configuration', () => {
     ['BATCH_MIN_WAIT_MS', '11'],
     ['ADMISSION_MAX_LOOP_DELAY_MS', '-5'],
     ['ADMISSION_SAMPLE_MS', '0'],
+    ['INGRESS_THREADS', '0'],
+    ['INGRESS_THREADS', '2.5'],
+    ['INGRESS_THREADS', '65'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(new RegExp(`^${name}=`));
@@ -63,6 +66,11 @@ describe('configuration', () => {
       admissionMaxLoopDelayMs: 0,
       admissionSampleMs: 20,
     });
+  });
+
+  it('reads INGRESS_THREADS (default 1: HTTP on the batcher thread)', () => {
+    expect(loadConfig(URL_ONLY).ingressThreads).toBe(1);
+    expect(loadConfig({ ...URL_ONLY, INGRESS_THREADS: '4' }).ingressThreads).toBe(4);
   });
 
   it('reads SERVER_TIMING, ITEM_ERROR_FIELD and ISOLATE_FAILED_BATCHES', () => {

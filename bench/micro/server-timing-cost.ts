@@ -9,7 +9,7 @@
  */
 import Fastify, { type FastifyReply } from 'fastify';
 import { Batch, Item } from '../../src/actors/batch.ts';
-import { createReplySink } from '../../src/http/reply-sink.ts';
+import { createAnswers, createReplySink } from '../../src/http/reply-sink.ts';
 import { Lifecycle } from '../../src/lifecycle.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 
@@ -19,7 +19,7 @@ const RESULT = { echo: { key: 'user-1', id: 1, payload: 'x'.repeat(40) } };
 
 async function app(serverTiming: boolean) {
   const metrics = new Metrics({ batchMaxSize: 100, stats: () => [] });
-  const sink = createReplySink(new Lifecycle(), metrics, { serverTiming });
+  const sink = createReplySink(createAnswers(new Lifecycle(), metrics, { serverTiming }));
   // One answered batch, as after a downstream call of 50 ms.
   const batch = new Batch('bench-0-1', 0, performance.now());
   batch.sentAt = batch.firstSentAt = performance.now();

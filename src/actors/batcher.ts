@@ -19,7 +19,7 @@ import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
 import type { DispatchPolicy } from './dispatch-batch.ts';
 import { BatchWindow } from './batch-window.ts';
-import { shardForBytes } from './routing.ts';
+import { ShardRouter } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
 
@@ -60,12 +60,23 @@ export interface Holdings {
   readonly calls: number;
 }
 
-export class Batcher {
+/**
+ * What an ingress needs of the batcher for each request: pick the shard, hand
+ * the item over. The Batcher itself, or, on an ingress thread, its stand-in
+ * that sends items to the batcher thread (src/ingress/worker.ts, ADR 0017).
+ */
+export interface BatchIntake {
+  route(key: Uint8Array | undefined): number;
+  /** null when the item was taken (its answer comes through the ItemSink), else why it was refused. */
+  submit(shard: number, item: Item): SidecarError | null;
+}
+
+export class Batcher implements BatchIntake {
   readonly shardCount: number;
   private readonly queues: ShardQueue[];
   private readonly supervisor: Actor<typeof supervisorMachine>;
+  private readonly router: ShardRouter;
   private accepting = true;
-  private nextUnkeyed = 0;
 
   constructor({
     config,
@@ -78,6 +89,7 @@ export class Batcher {
     },
   }: BatcherOptions) {
     this.shardCount = config.shardCount;
+    this.router = new ShardRouter(config.shardCount);
     const batchIdPrefix = randomBytes(4).toString('hex');
     const policy: DispatchPolicy = Object.freeze({
       itemErrorField: config.itemErrorField ?? null,
@@ -129,10 +141,7 @@ export class Batcher {
 
   /** The shard for a key's bytes (murmurhash3 mod N); items without a key are spread round-robin. */
   route(key: Uint8Array | undefined): number {
-    if (key !== undefined) return shardForBytes(key, this.shardCount);
-    const shard = this.nextUnkeyed;
-    this.nextUnkeyed = shard + 1 === this.shardCount ? 0 : shard + 1;
-    return shard;
+    return this.router.route(key);
   }
 
   /** Queues the item on its shard, or says at once why it was refused (nothing queued then). */

@@ -24,3 +24,20 @@ export function shardForKey(key: string, shardCount: number): number {
 export function keyBytes(key: string, from: 'header' | 'body'): Buffer {
   return Buffer.from(key, from === 'header' ? 'latin1' : 'utf8');
 }
+
+/** Routes keys to shards; items without a key are spread round-robin. */
+export class ShardRouter {
+  readonly shardCount: number;
+  private nextUnkeyed = 0;
+
+  constructor(shardCount: number) {
+    this.shardCount = shardCount;
+  }
+
+  route(key: Uint8Array | undefined): number {
+    if (key !== undefined) return shardForBytes(key, this.shardCount);
+    const shard = this.nextUnkeyed;
+    this.nextUnkeyed = shard + 1 === this.shardCount ? 0 : shard + 1;
+    return shard;
+  }
+}

@@ -31,6 +31,12 @@
  *   away longer than one refused in its first second.
  *
  * Only POST /process is ever refused; probes and /metrics always answer.
+ *
+ * With INGRESS_THREADS > 1 (ADR 0017) every ingress thread samples its own
+ * loop and refuses at its own share, and the batcher thread samples its loop
+ * too and imposes its share on every ingress thread (`impose`): a thread
+ * refuses at the larger of the two, so a saturated batcher thread sheds work
+ * at the doors, before it is parsed and handed over.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
@@ -44,6 +50,8 @@ export interface AdmissionOptions {
   readonly sampleMs: number;
   /** Monotonic clock in ms; tests pass their own. */
   readonly now?: () => number;
+  /** Told the new share after each sample that changed it (the batcher thread imposes it on ingress threads). */
+  readonly onShare?: (share: number) => void;
 }
 
 /** Time constant of the smoothed delay, ms. */
@@ -81,14 +89,19 @@ export class Admission {
   private readonly maxDelayMs: number;
   private readonly sampleMs: number;
   private readonly now: () => number;
+  private readonly onShare: ((share: number) => void) | undefined;
   private credit = 0;
   private lastSample = 0;
   private overloadedSince = 0;
   private lateSamples = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** The share another thread imposes (the batcher thread's, ADR 0017); 0 otherwise. */
+  private imposedShare = 0;
+  private imposedSince = 0;
 
-  constructor({ maxLoopDelayMs, sampleMs, now = () => performance.now() }: AdmissionOptions) {
+  constructor({ maxLoopDelayMs, sampleMs, now = () => performance.now(), onShare }: AdmissionOptions) {
     this.maxDelayMs = maxLoopDelayMs;
+    this.onShare = onShare;
     this.sampleMs = sampleMs;
     this.now = now;
     this.lastSample = now();
@@ -119,6 +132,7 @@ export class Admission {
     this.delayMs += (1 - Math.exp(-elapsed / SMOOTHING_MS)) * (late - this.delayMs);
     const limit = this.maxDelayMs;
     this.lateSamples = late > limit ? this.lateSamples + 1 : 0;
+    const before = this.shedShare;
     if (this.delayMs > limit && (this.shedShare > 0 || this.lateSamples >= LATE_SAMPLES)) {
       if (this.shedShare === 0) this.overloadedSince = now;
       this.shedShare = Math.min(MAX_SHARE, this.shedShare + Math.min(MAX_STEP, (0.1 * this.delayMs) / limit));
@@ -129,12 +143,26 @@ export class Admission {
         this.credit = 0;
       }
     }
+    if (this.shedShare !== before) this.onShare?.(this.shedShare);
+  }
+
+  /** Refuse at least `share` from now on (the batcher thread's own share; 0 lifts it). */
+  impose(share: number): void {
+    if (share > 0 && this.imposedShare === 0) this.imposedSince = this.now();
+    this.imposedShare = share;
+    if (share === 0 && this.shedShare === 0) this.credit = 0;
+  }
+
+  /** The share refused now: this loop's, or the one imposed on it if larger. */
+  get share(): number {
+    return this.shedShare > this.imposedShare ? this.shedShare : this.imposedShare;
   }
 
   /** Should this arrival be refused? Spreads refusals evenly at the current share. */
   refuse(): boolean {
-    if (this.shedShare === 0) return false;
-    this.credit += this.shedShare;
+    const share = this.share;
+    if (share === 0) return false;
+    this.credit += share;
     if (this.credit < 1) return false;
     this.credit -= 1;
     return true;
@@ -142,7 +170,8 @@ export class Admission {
 
   /** Seconds a refused caller should wait: how long this overload has lasted, 1..60. */
   retryAfter(): string {
-    return retryAfterValue((this.now() - this.overloadedSince) / 1000);
+    const since = this.shedShare > 0 ? this.overloadedSince : this.imposedSince;
+    return retryAfterValue((this.now() - since) / 1000);
   }
 
   /**
@@ -158,8 +187,8 @@ export class Admission {
   ): (request: IncomingMessage, response: ServerResponse) => void {
     if (!this.enabled) return handler;
     return (request, response) => {
-      // Cheapest test first: the share is 0 whenever the loop keeps up.
-      if (this.shedShare > 0 && request.method === 'POST' && isPath(request.url, path) && accepting() && this.refuse()) {
+      // Cheapest test first: the share is 0 whenever the loops keep up.
+      if ((this.shedShare > 0 || this.imposedShare > 0) && request.method === 'POST' && isPath(request.url, path) && accepting() && this.refuse()) {
         onRefused();
         response.writeHead(503, [
           'content-type',

@@ -5,29 +5,36 @@
 import { createServer } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Batcher } from '../actors/batcher.ts';
+import type { BatchIntake } from '../actors/batcher.ts';
 import type { Config } from '../config.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import { registerRequestSpans } from '../telemetry/request-spans.ts';
-import type { Telemetry } from '../telemetry/telemetry.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
 import type { Admission } from './admission.ts';
 import { errorHandlers } from './error-handler.ts';
 import { registerJsonBody } from './json-body.ts';
-import { registerMetricsRoute } from './metrics-route.ts';
+import { registerMetricsRoute, type MetricsExposition } from './metrics-route.ts';
 import { registerProbes } from './probes.ts';
 import { PROCESS_URL, registerProcessRoute } from './process-route.ts';
 
 export interface AppOptions {
   readonly config: Config;
-  readonly batcher: Batcher;
+  /** The batcher, or an ingress thread's stand-in for it. */
+  readonly intake: BatchIntake;
   readonly lifecycle: Lifecycle;
-  readonly telemetry: Telemetry;
+  /** This thread's request metrics (outcomes, overhead). */
+  readonly metrics: Metrics;
+  /** Request spans; null when tracing is off. */
+  readonly tracing: Tracing | null;
+  /** What GET /metrics answers: `metrics`, or every thread's merged. */
+  readonly exposition: MetricsExposition;
   readonly log: Logger;
   /** Refuses POST /process before Fastify sees it while the event loop is saturated. */
   readonly admission: Admission;
 }
 
-export function buildApp({ config, batcher, lifecycle, telemetry, log, admission }: AppOptions): FastifyInstance {
+export function buildApp({ config, intake, lifecycle, metrics, tracing, exposition, log, admission }: AppOptions): FastifyInstance {
   const app = Fastify({
     // Our own server so that admission control (src/http/admission.ts) sits in
     // its request listener, in front of Fastify; the timeouts Fastify would
@@ -37,7 +44,7 @@ export function buildApp({ config, batcher, lifecycle, telemetry, log, admission
         handler,
         PROCESS_URL,
         () => lifecycle.acceptsWork,
-        () => telemetry.metrics.request('overloaded'),
+        () => metrics.request('overloaded'),
       );
       // A client gets 10 s to send its headers and 15 s for the whole request
       // (408 after that): slowloris senders and bodies that never end are cut
@@ -62,12 +69,12 @@ export function buildApp({ config, batcher, lifecycle, telemetry, log, admission
     // `connection: close`, in the Fastify error shape (src/http/error-handler.ts).
     return503OnClosing: false,
   });
-  const errors = errorHandlers(lifecycle, telemetry.metrics);
+  const errors = errorHandlers(lifecycle, metrics);
   app.setErrorHandler(errors.any);
   registerJsonBody(app);
-  registerRequestSpans(app, telemetry.tracing, PROCESS_URL);
+  registerRequestSpans(app, tracing, PROCESS_URL);
   registerProbes(app, lifecycle);
-  registerMetricsRoute(app, telemetry.metrics);
-  registerProcessRoute(app, { config, batcher, lifecycle, errorHandler: errors.process });
+  registerMetricsRoute(app, exposition);
+  registerProcessRoute(app, { config, intake, lifecycle, errorHandler: errors.process });
   return app;
 }

@@ -1,8 +1,13 @@
 /** GET /metrics: Prometheus text exposition (SPEC §7). */
 import type { FastifyInstance } from 'fastify';
-import type { Metrics } from '../telemetry/metrics.ts';
 
-export function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
+/** Where the text comes from: this thread's registry, or every thread's merged (src/ingress). */
+export interface MetricsExposition {
+  readonly contentType: string;
+  exposition(): Promise<string>;
+}
+
+export function registerMetricsRoute(app: FastifyInstance, metrics: MetricsExposition): void {
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.contentType);
     return metrics.exposition();

@@ -8,7 +8,7 @@
  */
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Item } from '../actors/batch.ts';
-import type { Batcher } from '../actors/batcher.ts';
+import type { BatchIntake } from '../actors/batcher.ts';
 import { keyBytes, MAX_KEY_BYTES } from '../actors/routing.ts';
 import type { Config } from '../config.ts';
 import { SidecarErrors } from '../errors.ts';
@@ -19,13 +19,13 @@ export const PROCESS_URL = '/process';
 
 export interface ProcessRouteOptions {
   readonly config: Pick<Config, 'shardKeyField' | 'requestTimeoutMs'>;
-  readonly batcher: Batcher;
+  readonly intake: BatchIntake;
   readonly lifecycle: Lifecycle;
   /** Answers the route's errors (and counts their outcomes): src/http/error-handler.ts. */
   readonly errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void;
 }
 
-export function registerProcessRoute(app: FastifyInstance, { config, batcher, lifecycle, errorHandler }: ProcessRouteOptions): void {
+export function registerProcessRoute(app: FastifyInstance, { config, intake, lifecycle, errorHandler }: ProcessRouteOptions): void {
   const { shardKeyField, requestTimeoutMs } = config;
 
   /** The shard key's bytes: the x-shard-key header, else the body's SHARD_KEY_FIELD (string or number). */
@@ -58,8 +58,8 @@ export function registerProcessRoute(app: FastifyInstance, { config, batcher, li
     const item = new Item(request.rawBody, now, now + timeoutMs(request), reply);
     const span = request.requestSpan; // set only when sampled (request-spans.ts)
     if (span !== null) item.traceLink = span.spanContext();
-    const shard = batcher.route(key);
-    const refusal = batcher.submit(shard, item);
+    const shard = intake.route(key);
+    const refusal = intake.submit(shard, item);
     if (refusal !== null) {
       reply.header('x-shard', shard);
       throw refusal;

@@ -3,6 +3,11 @@
  * answer. Each item's owner is its Fastify reply. A result is written as JSON with
  * `x-batch-id` and `x-shard`; a failure goes through the error handler, which
  * gives it Fastify's error shape.
+ *
+ * Two layers: `createAnswers` writes an answer from plain figures (payload,
+ * batch id, shard, timings), which is all an ingress thread receives from the
+ * batcher thread (src/ingress, ADR 0017); `createReplySink` is the ItemSink of
+ * single-thread mode, which reads those figures off the item and its batch.
  */
 import type { FastifyReply } from 'fastify';
 import type { Batch, Item, ItemSink } from '../actors/batch.ts';
@@ -34,17 +39,20 @@ function ms(value: number): number {
 }
 
 /**
- * The part of `server-timing` that every answer of an answered batch shares,
- * built once per batch and kept in its sinkSlot: ", downstream;dur=D, sidecar;dur=".
+ * The part of `server-timing` that every answer of a batch shares:
+ * ", downstream;dur=D, sidecar;dur=". Built once per batch where the answers
+ * of a batch are written together.
  */
-function sharedTiming(batch: Batch, downstreamMs: number): string {
-  if (batch.answered) {
-    const shared = batch.sinkSlot;
-    if (typeof shared === 'string') return shared;
-    return (batch.sinkSlot = `, downstream;dur=${ms(downstreamMs)}, sidecar;dur=`);
-  }
-  // The call is still running (an item whose deadline passed meanwhile): D so far.
+export function sharedTiming(downstreamMs: number): string {
   return `, downstream;dur=${ms(downstreamMs)}, sidecar;dur=`;
+}
+
+/** The shared part for a batch, kept in its sinkSlot once its call has ended. */
+function batchTiming(batch: Batch, downstreamMs: number): string {
+  if (!batch.answered) return sharedTiming(downstreamMs); // still running: D so far
+  const shared = batch.sinkSlot;
+  if (typeof shared === 'string') return shared;
+  return (batch.sinkSlot = sharedTiming(downstreamMs));
 }
 
 export interface ReplySinkOptions {
@@ -52,43 +60,42 @@ export interface ReplySinkOptions {
   readonly serverTiming: boolean;
 }
 
-export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { serverTiming }: ReplySinkOptions = { serverTiming: true }): ItemSink {
+/** Writes answers to POST /process from the figures of an item's batch. */
+export interface Answers {
+  readonly serverTiming: boolean;
   /**
-   * Time in the sidecar minus the downstream call, for items whose batch's call
-   * ended: from Fastify's start of the request (before its body was read and
-   * parsed) to now, less the time the call spent in the downstream (with
-   * bisection, every call the item went through). With SERVER_TIMING on, the
-   * same figures go into the answer's `server-timing`: queue (accepted → its
-   * batch sent), downstream (D) and sidecar (time in the sidecar − D, what
-   * sidecar_overhead_seconds observes). Answers whose batch was never sent
-   * carry neither.
+   * For an item whose batch was sent: observes sidecar_overhead_seconds when
+   * the call has `ended`, and returns the answer's `server-timing` (null with
+   * SERVER_TIMING off). `queueMs` is accepted → batch sent, `downstreamMs` the
+   * time its items spent downstream, `shared` is sharedTiming(downstreamMs).
    */
-  function observeOverhead(reply: FastifyReply, item: Item, batch: Batch | null): string | null {
-    if (batch === null || batch.firstSentAt < 0) return null;
-    const elapsed = reply.elapsedTime;
-    const ended = batch.downstreamMs !== 0;
-    if (!ended && !serverTiming) return null;
-    // The clock is read only for a call still running (a deadline passed mid-call).
-    const downstreamMs = batch.downstreamMsAt(batch.answered ? 0 : performance.now());
-    if (ended) metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
-    if (!serverTiming) return null;
-    return `queue;dur=${ms(batch.firstSentAt - item.acceptedAt)}${sharedTiming(batch, downstreamMs)}${ms(elapsed - downstreamMs)}`;
-  }
+  timing(reply: FastifyReply, queueMs: number, downstreamMs: number, ended: boolean, shared: string): string | null;
+  /** 200 with the result's JSON text; `timing` from timing(), or null. */
+  result(reply: FastifyReply, payload: string, batchId: string, shard: number, timing: string | null): void;
+  /** The error in Fastify's shape; `batchId` null for an item never sent, `shard` < 0 for none. */
+  error(reply: FastifyReply, error: SidecarError, batchId: string | null, shard: number, timing: string | null): void;
+}
 
-  const sink: ItemSink = {
-    resolve(item: Item, result: unknown, batch: Batch): void {
-      const reply = item.owner as FastifyReply;
-      let payload: string;
-      try {
-        // Stringify explicitly: Fastify would send a string result as raw text.
-        payload = JSON.stringify(result);
-      } catch (error) {
-        sink.reject(item, new SidecarErrors.SIDECAR_ERR_INTERNAL(`result cannot be serialised: ${String(error)}`), batch);
-        return;
-      }
+export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTiming }: ReplySinkOptions = { serverTiming: true }): Answers {
+  return {
+    serverTiming,
+    /**
+     * Time in the sidecar minus the downstream call: from Fastify's start of
+     * the request (before its body was read and parsed) to now, less the time
+     * its items spent in the downstream (with bisection, every call the item
+     * went through). With SERVER_TIMING on, the same figures go into the
+     * answer's `server-timing`: queue, downstream (D) and sidecar (time in the
+     * sidecar − D, what sidecar_overhead_seconds observes).
+     */
+    timing(reply, queueMs, downstreamMs, ended, shared) {
+      const elapsed = reply.elapsedTime;
+      if (ended) metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
+      if (!serverTiming) return null;
+      return `queue;dur=${ms(queueMs)}${shared}${ms(elapsed - downstreamMs)}`;
+    },
+    result(reply, payload, batchId, shard, timing) {
       metrics.request('ok');
       try {
-        const timing = observeOverhead(reply, item, batch);
         const response = reply.raw;
         if (response.headersSent) return; // answered already (Node's request timeout, say)
         // Written straight to Node's response with the headers as one flat
@@ -101,9 +108,9 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { server
           'content-length',
           String(Buffer.byteLength(payload)),
           'x-batch-id',
-          batch.id,
+          batchId,
           'x-shard',
-          String(batch.shard),
+          String(shard),
         ];
         if (timing !== null) headers.push('server-timing', timing);
         if (lifecycle.isClosing) headers.push('connection', 'close');
@@ -113,16 +120,47 @@ export function createReplySink(lifecycle: Lifecycle, metrics: Metrics, { server
         answerFailed(reply, error);
       }
     },
-    reject(item: Item, error: SidecarError, batch: Batch | null): void {
-      const reply = item.owner as FastifyReply;
+    error(reply, error, batchId, shard, timing) {
       try {
-        const timing = observeOverhead(reply, item, batch);
         if (timing !== null) reply.header('server-timing', timing);
-        if (batch !== null) reply.header('x-batch-id', batch.id).header('x-shard', batch.shard);
+        if (batchId !== null) reply.header('x-batch-id', batchId);
+        if (shard >= 0) reply.header('x-shard', shard);
         reply.send(error);
       } catch (failure) {
         answerFailed(reply, failure);
       }
+    },
+  };
+}
+
+/** The ItemSink of single-thread mode: the item's owner is its Fastify reply. */
+export function createReplySink(answers: Answers): ItemSink {
+  /** The answer's `server-timing`, for an item whose batch was sent (overhead observed as a side effect). */
+  function timing(reply: FastifyReply, item: Item, batch: Batch | null): string | null {
+    if (batch === null || batch.firstSentAt < 0) return null;
+    const ended = batch.downstreamMs !== 0;
+    if (!ended && !answers.serverTiming) return null;
+    // The clock is read only for a call still running (a deadline passed mid-call).
+    const downstreamMs = batch.downstreamMsAt(batch.answered ? 0 : performance.now());
+    return answers.timing(reply, batch.firstSentAt - item.acceptedAt, downstreamMs, ended, batchTiming(batch, downstreamMs));
+  }
+
+  const sink: ItemSink = {
+    resolve(item: Item, result: unknown, batch: Batch): void {
+      let payload: string;
+      try {
+        // Stringify explicitly: Fastify would send a string result as raw text.
+        payload = JSON.stringify(result);
+      } catch (error) {
+        sink.reject(item, new SidecarErrors.SIDECAR_ERR_INTERNAL(`result cannot be serialised: ${String(error)}`), batch);
+        return;
+      }
+      const reply = item.owner as FastifyReply;
+      answers.result(reply, payload, batch.id, batch.shard, timing(reply, item, batch));
+    },
+    reject(item: Item, error: SidecarError, batch: Batch | null): void {
+      const reply = item.owner as FastifyReply;
+      answers.error(reply, error, batch === null ? null : batch.id, batch === null ? -1 : batch.shard, timing(reply, item, batch));
     },
   };
   return sink;

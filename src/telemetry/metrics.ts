@@ -104,14 +104,27 @@ export class Metrics {
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
 
+  /**
+   * Every metric of SPEC §7 for the sources given. In INGRESS_THREADS mode
+   * each ingress thread has its own Metrics with the per-request ones only (no
+   * shard, phase or process sources) and the batcher thread merges them all
+   * into one exposition (src/ingress, ADR 0017): counters and histograms add
+   * up, and each gauge is exported by the one thread that owns its source,
+   * except the admission gauges, which every thread has and which merge as
+   * their maximum (the most loaded thread).
+   */
   constructor(options: {
     batchMaxSize: number;
-    stats: () => ShardStats[];
+    /** The shards (queue depth, in-flight, window gauges); none on an ingress thread. */
+    stats?: () => ShardStats[];
+    /** The lifecycle phase gauge; none on an ingress thread. */
     phase?: () => Phase;
     admission?: () => AdmissionSignals | null;
+    /** prom-client's process metrics (CPU, memory, event loop); on by default. */
+    processMetrics?: boolean;
   }) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const requests = new Counter({
       name: 'sidecar_requests_total',
       help: 'Requests to POST /process by outcome',
@@ -146,62 +159,68 @@ export class Metrics {
       buckets: OVERHEAD_BUCKETS,
       registers,
     });
-    const stats = options.stats;
-    const admission = options.admission;
-    new Gauge({
-      name: 'sidecar_admission_shed_ratio',
-      help: 'Share of new POST /process requests admission control refuses now (0 while the event loop keeps up)',
-      registers,
-      collect() {
-        this.set(admission?.()?.shedShare ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'sidecar_admission_loop_delay_seconds',
-      help: 'Smoothed event-loop delay that admission control acts on',
-      registers,
-      collect() {
-        this.set((admission?.()?.delayMs ?? 0) / 1000);
-      },
-    });
-    new Gauge({
-      name: 'sidecar_queue_depth',
-      help: 'Items waiting in a shard (not yet sent downstream)',
-      labelNames: ['shard'],
-      registers,
-      collect() {
-        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.waiting);
-      },
-    });
-    new Gauge({
-      name: 'sidecar_inflight_batches',
-      help: "A shard's batches in flight downstream",
-      labelNames: ['shard'],
-      registers,
-      collect() {
-        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
-      },
-    });
-    new Gauge({
-      name: 'sidecar_batch_window_seconds',
-      help: "The window a shard's next batch gets (BATCH_MAX_WAIT_MS, or the adaptive window now)",
-      labelNames: ['shard'],
-      registers,
-      collect() {
-        for (const shard of stats()) this.labels(String(shard.shard)).set(shard.windowMs / 1000);
-      },
-    });
-    const phase = options.phase;
-    new Gauge({
-      name: 'sidecar_lifecycle_phase',
-      help: 'The process phase: 1 for the current one, 0 for the others',
-      labelNames: ['phase'],
-      registers,
-      collect() {
-        const current = phase?.() ?? 'starting';
-        for (const name of PHASES) this.labels(name).set(name === current ? 1 : 0);
-      },
-    });
+    const { stats, phase, admission } = options;
+    if (admission !== undefined) {
+      new Gauge({
+        name: 'sidecar_admission_shed_ratio',
+        help: 'Share of new POST /process requests admission control refuses now (0 while the event loop keeps up; the largest over ingress threads)',
+        registers,
+        aggregator: 'max',
+        collect() {
+          this.set(admission()?.shedShare ?? 0);
+        },
+      });
+      new Gauge({
+        name: 'sidecar_admission_loop_delay_seconds',
+        help: 'Smoothed event-loop delay that admission control acts on (the largest over threads)',
+        registers,
+        aggregator: 'max',
+        collect() {
+          this.set((admission()?.delayMs ?? 0) / 1000);
+        },
+      });
+    }
+    if (stats !== undefined) {
+      new Gauge({
+        name: 'sidecar_queue_depth',
+        help: 'Items waiting in a shard (not yet sent downstream)',
+        labelNames: ['shard'],
+        registers,
+        collect() {
+          for (const shard of stats()) this.labels(String(shard.shard)).set(shard.waiting);
+        },
+      });
+      new Gauge({
+        name: 'sidecar_inflight_batches',
+        help: "A shard's batches in flight downstream",
+        labelNames: ['shard'],
+        registers,
+        collect() {
+          for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
+        },
+      });
+      new Gauge({
+        name: 'sidecar_batch_window_seconds',
+        help: "The window a shard's next batch gets (BATCH_MAX_WAIT_MS, or the adaptive window now)",
+        labelNames: ['shard'],
+        registers,
+        collect() {
+          for (const shard of stats()) this.labels(String(shard.shard)).set(shard.windowMs / 1000);
+        },
+      });
+    }
+    if (phase !== undefined) {
+      new Gauge({
+        name: 'sidecar_lifecycle_phase',
+        help: 'The process phase: 1 for the current one, 0 for the others',
+        labelNames: ['phase'],
+        registers,
+        collect() {
+          const current = phase();
+          for (const name of PHASES) this.labels(name).set(name === current ? 1 : 0);
+        },
+      });
+    }
   }
 
   /** Requests counted with `outcome` so far (read at shutdown, not on the request path). */
