@@ -71,10 +71,10 @@ class IngressThread {
   /** Why it failed, if it threw. */
   failure: Error | null = null;
 
-  constructor(index: number) {
+  constructor(index: number, url: URL) {
     this.index = index;
     const workerData: IngressWorkerData = { index, batcherTimeOrigin: performance.timeOrigin };
-    this.worker = new Worker(WORKER_URL, { workerData });
+    this.worker = new Worker(url, { workerData });
   }
 
   post(message: ToIngress, transfer?: ArrayBuffer[]): void {
@@ -90,6 +90,8 @@ export interface IngressThreadsOptions {
   readonly metrics: Metrics;
   /** An ingress thread died: the process must shut down and exit 1. */
   readonly onFatal: (error: Error) => void;
+  /** The thread's script: src/ingress/worker.ts (tests pass their own). */
+  readonly workerUrl?: URL;
 }
 
 export class IngressThreads implements Ingress {
@@ -98,6 +100,7 @@ export class IngressThreads implements Ingress {
   private readonly threads: IngressThread[];
   private readonly metrics: Metrics;
   private readonly onFatal: (error: Error) => void;
+  private readonly workerUrl: URL;
   private batcher: BatchIntake | null = null;
   private answersScheduled = false;
 
@@ -119,8 +122,9 @@ export class IngressThreads implements Ingress {
     },
   };
 
-  constructor({ count, log, lifecycle, metrics, onFatal }: IngressThreadsOptions) {
+  constructor({ count, log, lifecycle, metrics, onFatal, workerUrl = WORKER_URL }: IngressThreadsOptions) {
     this.log = log;
+    this.workerUrl = workerUrl;
     this.metrics = metrics;
     this.contentType = metrics.contentType;
     this.onFatal = onFatal;
@@ -203,7 +207,7 @@ export class IngressThreads implements Ingress {
   }
 
   private spawn(index: number): IngressThread {
-    const thread = new IngressThread(index);
+    const thread = new IngressThread(index, this.workerUrl);
     thread.worker.on('message', (message: ToBatcher) => this.receive(thread, message));
     thread.worker.on('error', (error) => {
       thread.failure = error;

@@ -42,7 +42,10 @@ const METRICS_TIMEOUT_MS = 5_000;
 
 // Validated already by the batcher thread, which exits 2 on a bad value before starting any thread.
 const config = loadConfig(process.env);
-const log = pino({ level: config.logLevel }).child({ ingressThread: index });
+// Written synchronously: pino flushes its buffered writes at exit only on the
+// main thread, and a thread's last lines (its stop, its fatal error) must not
+// be lost. It logs a handful of lines in its life, none per request.
+const log = pino({ level: config.logLevel }, pino.destination({ fd: 1, sync: true })).child({ ingressThread: index });
 const tracing = await Tracing.start(process.env);
 const lifecycle = new Lifecycle();
 const admission = new Admission({ maxLoopDelayMs: config.admissionMaxLoopDelayMs, sampleMs: config.admissionSampleMs }).start();
@@ -57,6 +60,8 @@ const freeSlots: number[] = [];
 /** Items of this turn, sent to the batcher thread as one group when the turn ends. */
 const outgoing = new ItemGroupWriter(batcherTimeOrigin);
 let sendScheduled = false;
+/** Items this thread handed to the batcher thread (logged when it stops). */
+let handedOver = 0;
 
 function sendItems(): void {
   sendScheduled = false;
@@ -76,6 +81,7 @@ const intake: BatchIntake = {
     const slot = freeSlots.length > 0 ? freeSlots.pop()! : replies.length;
     replies[slot] = item.owner as FastifyReply;
     outgoing.add(slot, shard, item);
+    handedOver++;
     if (!sendScheduled) {
       sendScheduled = true;
       setImmediate(sendItems);
@@ -135,6 +141,7 @@ async function close(): Promise<void> {
 }
 
 async function stop(): Promise<void> {
+  log.info({ handedOver }, 'ingress thread stopped');
   if (tracing !== null) {
     await Promise.race([tracing.shutdown(), sleep(FLUSH_TIMEOUT_MS)]).catch((error: unknown) =>
       log.warn({ err: error }, 'ingress thread: span flush failed'),

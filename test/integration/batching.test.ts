@@ -28,7 +28,11 @@ async function start(env: Record<string, string>, latencyMs = 5) {
 
 describe('batching', () => {
   it('answers 2,000 concurrent requests each with exactly its own result, in batches of at most BATCH_MAX_SIZE', async () => {
-    const { downstream, sidecar } = await start({ SHARD_COUNT: '4', BATCH_MAX_SIZE: '100' });
+    // 2,000 at once into a cold process: with ingress threads on this 2-core
+    // machine the loops run late for a few hundred ms and admission control
+    // may refuse a few (measured: 20 of 2,000 in 1 start of 8). That is its
+    // job, tested in admission.test.ts; this test is about batching.
+    const { downstream, sidecar } = await start({ SHARD_COUNT: '4', BATCH_MAX_SIZE: '100', ADMISSION_MAX_LOOP_DELAY_MS: '0' });
     const answers = await Promise.all(
       Array.from({ length: 2000 }, (_, id) => post(sidecar.url, { key: `user-${id % 97}`, id, payload: `p${id}` })),
     );

@@ -69,6 +69,8 @@ describe('hostile ingress', () => {
     for (let i = 0; i < 100; i++) {
       const body = Buffer.from(Array.from({ length: 1 + (i % 40) }, () => Math.floor(Math.random() * 256)));
       body[0] = 0x7b; // "{": never valid on its own
+      // Nor with a trailing ",": random bytes could otherwise make "{}" (seen, about 1 run in 80).
+      if (body.length > 1) body[body.length - 1] = 0x2c;
       const response = await request(`${sidecar.url}/process`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
