@@ -40,7 +40,7 @@ export interface Ingress {
 }
 
 /** Bound on waiting for the listener to stop accepting before the drain starts. */
-export const LISTENER_CLOSE_WAIT_MS = 200;
+const LISTENER_CLOSE_WAIT_MS = 200;
 
 /** The Fastify app as the ingress (INGRESS_THREADS=1). */
 export function appIngress(app: FastifyInstance): Ingress {

@@ -25,7 +25,7 @@ import { Admission } from '../http/admission.ts';
 import { buildApp } from '../http/app.ts';
 import { createAnswers, sharedTiming } from '../http/reply-sink.ts';
 import { Lifecycle } from '../lifecycle.ts';
-import { LISTENER_CLOSE_WAIT_MS } from '../shutdown.ts';
+import { appIngress } from '../shutdown.ts';
 import { Metrics } from '../telemetry/metrics.ts';
 import { Tracing } from '../telemetry/tracing.ts';
 import { Calls, ItemGroupWriter, readAnswers, type Answer, type IngressWorkerData, type ToBatcher, type ToIngress } from './wire.ts';
@@ -127,14 +127,12 @@ const app = buildApp({
 });
 await app.ready();
 
-let closed: Promise<void> | null = null;
+const ingress = appIngress(app);
 
 async function close(): Promise<void> {
   // Items taken before the close leave now, ahead of the acknowledgement.
   sendItems();
-  closed = app.close();
-  const since = performance.now();
-  while (app.server.listening && performance.now() - since < LISTENER_CLOSE_WAIT_MS) await sleep(1);
+  const { closed } = await ingress.close();
   post({ type: 'listener-closed' });
   await closed;
   post({ type: 'connections-closed' });
@@ -181,10 +179,10 @@ port.on('message', (message: ToIngress) => {
       void close();
       return;
     case 'close-idle':
-      app.server.closeIdleConnections();
+      ingress.closeIdleConnections();
       return;
     case 'close-all':
-      app.server.closeAllConnections();
+      ingress.closeAllConnections();
       return;
     case 'stop':
       void stop();
