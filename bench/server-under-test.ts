@@ -10,6 +10,7 @@
  * delay, and GC pauses by isolate.
  */
 import { fileURLToPath } from 'node:url';
+import type { Exit } from '../sim/sidecar-process.ts';
 import { startBare, startSidecarChild, type Child, type Sidecar } from './children.ts';
 import { GcRecorder, type GcByIsolate, type GcFigures } from './gc-trace.ts';
 import * as metrics from './metrics.ts';
@@ -115,6 +116,8 @@ export interface Target {
   readonly gc: GcRecorder;
   readonly probe: EventLoopProbe;
   readonly variant: Variant;
+  /** Set when the process exits (before stopTarget: something else ended it). */
+  readonly ended: { exit: Exit | null };
 }
 
 /** Starts the bare route, or the sidecar with this environment, under --trace-gc and the event-loop probe. */
@@ -123,10 +126,14 @@ export async function startTarget(variant: Variant, env: Record<string, string>)
   const probe = new EventLoopProbe();
   const options = { nodeArgs: ['--trace-gc', '--import', PROBE], onLine: (line: string) => gc.line(line) || probe.line(line) };
   const child = variant === 'bare' ? await startBare(options) : await startSidecarChild(env, options);
-  return { child, gc, probe, variant };
+  const ended: Target['ended'] = { exit: null };
+  void child.exited.then((exit) => (ended.exit = exit));
+  return { child, gc, probe, variant, ended };
 }
 
 export async function stopTarget(target: Target, label: string, problems: string[]): Promise<void> {
+  // An exit before it was asked to stop (a SIGTERM from elsewhere ends either server with code 0).
+  if (target.ended.exit !== null) problems.push(`${label}: ${target.variant} had exited before it was stopped ${JSON.stringify(target.ended.exit)}: its figures are void`);
   const exit = await target.child.stop(20_000);
   if (target.variant === 'sidecar') {
     const seen = new Set<string>();
