@@ -109,6 +109,13 @@ function percentOfCore(seconds: number | undefined, window: number): string {
 
 export async function runIngressThreads(ctx: HotPathContext, phases: readonly IngressPhase[]): Promise<IngressThreadsResults> {
   const started = performance.now();
+  // The simulated downstream must outlive every run: once it is gone, the sidecar answers 502 and the figures are void.
+  let downstreamExit: string | null = null;
+  void ctx.downstream.exited.then((exit) => (downstreamExit = JSON.stringify(exit)));
+  const checkDownstream = (before: string): void => {
+    if (downstreamExit === null || ctx.problems.some((p) => p.startsWith('the simulated downstream'))) return;
+    ctx.problems.push(`the simulated downstream exited ${downstreamExit} before ${before}: that run and every later one are void`);
+  };
   const loadAverageAtStart = loadavg()[0]!;
   const closed: ClosedThreadsRun[] = [];
   const open: OpenThreadsRun[] = [];
@@ -116,6 +123,7 @@ export async function runIngressThreads(ctx: HotPathContext, phases: readonly In
     ctx.log(`  ingress threads, closed loop: autocannon, ${CLOSED_CONNECTIONS} connections, ${TIME.closed} s each, ${ROUNDS} round(s), INGRESS_THREADS ${THREAD_COUNTS.join(' and ')} alternated`);
     for (let round = 0; round < ROUNDS; round++) {
       for (const threads of closedOrder(round)) {
+        checkDownstream(`closed ${name(threads)} round ${round + 1}`);
         const loadAverage = loadavg()[0]!;
         const run = await closedRun(ctx, 'sidecar', round, { env: threadsEnv(ctx.downstream.url, threads), label: name(threads) });
         closed.push({ ...run, threads, loadAverage });
@@ -134,6 +142,7 @@ export async function runIngressThreads(ctx: HotPathContext, phases: readonly In
     ctx.log(`  ingress threads, open loop at ${RATE} req/s: ${OPEN_CONNECTIONS} connections, ${TIME.latency} s each, ${ROUNDS} round(s), bare and INGRESS_THREADS ${THREAD_COUNTS.join(' and ')} alternated`);
     for (let round = 0; round < ROUNDS; round++) {
       for (const threads of openOrder(round)) {
+        checkDownstream(`open ${name(threads)} round ${round + 1}`);
         const loadAverage = loadavg()[0]!;
         const options = threads === null ? { label: 'bare' } : { env: threadsEnv(ctx.downstream.url, threads), label: name(threads) };
         const run = await latencyRun(ctx, threads === null ? 'bare' : 'sidecar', RATE, round, options);
@@ -149,6 +158,7 @@ export async function runIngressThreads(ctx: HotPathContext, phases: readonly In
       }
     }
   }
+  checkDownstream('the end of the phase');
   return {
     date: new Date().toISOString(),
     loadAverageAtStart,
