@@ -104,3 +104,28 @@ export function threadCpuBetween(before: readonly ThreadSample[] | null, after: 
   }
   return { main, workers: workers.sort((a, b) => a.tid - b.tid).map((w) => w.seconds), other };
 }
+
+export interface MachineSample {
+  /** Ticks every CPU spent busy (all but idle and iowait), and in all, since boot (/proc/stat). */
+  readonly busyTicks: number;
+  readonly totalTicks: number;
+  readonly cpus: number;
+}
+
+/** The machine's CPU ticks now; null without /proc. */
+export function sampleMachine(): MachineSample | null {
+  try {
+    const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+    const fields = lines[0]!.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { busyTicks: total - fields[3]! - fields[4]!, totalTicks: total, cpus: lines.filter((l) => /^cpu\d/.test(l)).length };
+  } catch {
+    return null;
+  }
+}
+
+/** How many CPUs were busy on average between two samples (0 to the CPU count), whatever process kept them busy. */
+export function busyCoresBetween(before: MachineSample | null, after: MachineSample | null): number | null {
+  if (before === null || after === null || after.totalTicks <= before.totalTicks) return null;
+  return ((after.busyTicks - before.busyTicks) / (after.totalTicks - before.totalTicks)) * after.cpus;
+}

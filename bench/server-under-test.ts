@@ -14,7 +14,18 @@ import type { Exit } from '../sim/sidecar-process.ts';
 import { startBare, startSidecarChild, type Child, type Sidecar } from './children.ts';
 import { GcRecorder, type GcByIsolate, type GcFigures } from './gc-trace.ts';
 import * as metrics from './metrics.ts';
-import { cpuBetween, sampleProcess, sampleThreads, threadCpuBetween, type ProcSample, type ThreadCpu, type ThreadSample } from './proc.ts';
+import {
+  busyCoresBetween,
+  cpuBetween,
+  sampleMachine,
+  sampleProcess,
+  sampleThreads,
+  threadCpuBetween,
+  type MachineSample,
+  type ProcSample,
+  type ThreadCpu,
+  type ThreadSample,
+} from './proc.ts';
 import { sleep } from './stats.ts';
 
 export type Variant = 'bare' | 'sidecar';
@@ -54,6 +65,11 @@ export interface ServerFigures {
   readonly workerEventLoops: readonly ThreadEventLoopFigures[];
   /** CPU seconds by thread over the window (main, each worker thread, the rest); null when /proc could not be read. */
   readonly threadCpu: ThreadCpu | null;
+  /**
+   * CPUs busy on average over the window, the whole machine (/proc/stat): less the server and the
+   * generator, what the downstream, the bench itself and anything else on the machine took.
+   */
+  readonly machineBusyCores: number | null;
   /** The sidecar only: prom-client's nodejs_eventloop_lag_* since the previous scrape, as a cross-check. */
   readonly eventLoopMetrics: EventLoopFigures | null;
   readonly overhead: OverheadQuantiles | null;
@@ -148,6 +164,8 @@ export class Window {
   private p0: ProcSample | null = null;
   private t0: ThreadSample[] | null = null;
   private t1: ThreadSample[] | null = null;
+  private m0: MachineSample | null = null;
+  private m1: MachineSample | null = null;
   private g0 = 0;
   private s0: Promise<metrics.Scrape | null> = Promise.resolve(null);
   private p1: ProcSample | null = null;
@@ -163,6 +181,7 @@ export class Window {
   open(): void {
     this.p0 = sampleProcess(this.target.child.pid);
     this.t0 = sampleThreads(this.target.child.pid);
+    this.m0 = sampleMachine();
     this.g0 = this.target.gc.mark();
     void this.target.probe.ask(this.target.child.pid); // starts the probe's histogram afresh
     if (this.target.variant === 'sidecar') this.s0 = metrics.scrape(this.target.child.url);
@@ -171,6 +190,7 @@ export class Window {
   close(): void {
     this.p1 = sampleProcess(this.target.child.pid);
     this.t1 = sampleThreads(this.target.child.pid);
+    this.m1 = sampleMachine();
     this.g1 = this.target.gc.mark();
     this.e1 = this.target.probe.ask(this.target.child.pid);
     if (this.target.variant === 'sidecar') this.s1 = metrics.scrape(this.target.child.url);
@@ -197,6 +217,7 @@ export class Window {
       eventLoop,
       workerEventLoops,
       threadCpu: threadCpuBetween(this.t0, this.t1),
+      machineBusyCores: busyCoresBetween(this.m0, this.m1),
       eventLoopMetrics: after === null ? null : { p50Ms: ms('nodejs_eventloop_lag_p50_seconds'), p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') },
       overhead: h === null || h.count <= 0 ? null : { p50Ms: p50 === null ? null : p50.value * 1000, p99Ms: p99 === null ? null : p99.value * 1000, p99Overflow: p99?.overflow ?? false },
       callsPer1000: sizes === null || sizes.sum <= 0 ? null : (1000 * sizes.count) / sizes.sum,
