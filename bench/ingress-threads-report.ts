@@ -99,6 +99,43 @@ export function summarise(r: IngressThreadsResults): IngressThreadsSummary {
   return { closed, open };
 }
 
+export interface RoundFigures {
+  readonly round: number;
+  /** Closed-loop 2xx/s, last mode / first mode, this round's runs. */
+  readonly throughputRatio: number | null;
+  /** Mean batch size, last mode / first mode, this round's runs. */
+  readonly batchSizeRatio: number | null;
+  readonly bareP99: number | null;
+  /** Added p99 of each mode against this round's bare run and its own downstream p99. */
+  readonly addedP99: readonly { readonly threads: number; readonly ms: number | null }[];
+}
+
+/**
+ * The same figures round by round (each mode against the other's run and the
+ * bare run of the same round): how far apart they are says how much the
+ * machine moved under the run, which a median of two rounds hides.
+ */
+export function byRound(r: IngressThreadsResults): RoundFigures[] {
+  const [first, last] = [r.threadCounts[0]!, r.threadCounts[r.threadCounts.length - 1]!];
+  const rounds = [...new Set([...r.closed, ...r.open].map((run) => run.round))].sort((a, b) => a - b);
+  return rounds.map((round) => {
+    const closedOf = (threads: number) => r.closed.find((run) => run.round === round && run.threads === threads);
+    const openOf = (threads: number | null) => r.open.find((run) => run.round === round && run.threads === threads);
+    const bareP99 = openOf(null)?.measured.latencyMs?.p99 ?? null;
+    return {
+      round,
+      throughputRatio: ratio(closedOf(last)?.okPerSecond ?? null, closedOf(first)?.okPerSecond ?? null),
+      batchSizeRatio: ratio(openOf(last)?.server.meanBatchSize ?? null, openOf(first)?.server.meanBatchSize ?? null),
+      bareP99,
+      addedP99: r.threadCounts.map((threads) => {
+        const run = openOf(threads);
+        const p99 = run?.measured.latencyMs?.p99 ?? null;
+        return { threads, ms: run === undefined || p99 === null || bareP99 === null ? null : p99 - (run.downstreamP99Ms ?? r.downstreamHoldMs) - bareP99 };
+      }),
+    };
+  });
+}
+
 function judge(value: number | null, ok: (v: number) => boolean): boolean | null {
   return value === null ? null : ok(value);
 }
@@ -169,6 +206,24 @@ function threadCpuCell(run: OpenThreadsRun | ClosedThreadsRun): string {
   return `${pct(t.main)} / ${t.workers.length === 0 ? '—' : t.workers.map(pct).join(' + ')} / ${pct(t.other)}`;
 }
 
+/**
+ * The whole machine's busy CPU over the window, and what of it was neither the
+ * server nor the generator (the downstream, the bench, anyone else), as % of
+ * one core; null for results written before the machine was sampled.
+ */
+export function othersPercent(run: OpenThreadsRun | ClosedThreadsRun): { busy: number; others: number } | null {
+  const busy = run.server.machineBusyCores;
+  const w = run.generator.windowSeconds;
+  if (busy === null || busy === undefined || run.server.cpuSeconds === null || w <= 0) return null;
+  const server = (100 * run.server.cpuSeconds) / w;
+  return { busy: 100 * busy, others: 100 * busy - server - run.generator.percent };
+}
+
+function machineCell(run: OpenThreadsRun | ClosedThreadsRun): string {
+  const m = othersPercent(run);
+  return m === null ? NA : `${num(m.busy, 0)}% / ${num(m.others, 0)}%`;
+}
+
 function gcMax(gc: GcFigures): string {
   return gc.all === undefined ? '—' : `${num(gc.all.maxMs)} (${gc.all.count}×)`;
 }
@@ -208,6 +263,8 @@ export function renderIngressThreads(r: IngressThreadsResults): string {
   const push = (...more: string[]): void => void lines.push(...more);
   const verdicts = ingressThreadsVerdicts(r);
   const s = summarise(r);
+  // Results written before the machine's CPU was sampled have no such column.
+  const machine = [...r.closed, ...r.open].some((run) => run.server.machineBusyCores !== null && run.server.machineBusyCores !== undefined);
   push(
     `## Ingress threads: INGRESS_THREADS=${r.threadCounts.join(' against ')}`,
     '',
@@ -234,21 +291,41 @@ export function renderIngressThreads(r: IngressThreadsResults): string {
   }
   if (s.open !== null) besides.push(`open loop at ${num(r.rate, 0)} req/s, ${r.threadCounts.at(-1)} threads / ${r.threadCounts[0]}: server CPU per request ${num(s.open.cpuRatio, 2)}×`);
   if (besides.length > 0) push('Beside the verdicts (medians of the rounds):', '', ...besides.map((b) => `- ${b}`), '');
+  const rounds = byRound(r);
+  if (rounds.length > 1) {
+    push(
+      'Round by round (each mode against the other mode and the bare route of the same round; the spread is the machine moving under the run):',
+      '',
+      ...rounds.map(
+        (x) =>
+          `- round ${x.round + 1}: closed-loop 2xx/s ratio ${num(x.throughputRatio, 2)}×, mean batch size ratio ${num(x.batchSizeRatio, 3)}×, ` +
+          `bare p99 ${num(x.bareP99)} ms, added p99 ${x.addedP99.map((a) => `${num(a.ms)} ms (${label(a.threads)})`).join(', ')}`,
+      ),
+      '',
+    );
+  }
   const caveats = generatorCaveats(r);
-  if (caveats.length > 0) push('Read with care (the generator shares the CPUs with the server):', '', ...caveats.map((c) => `- ${c}`), '');
+  const bareRounds = r.open.filter((run) => run.threads === null).map((run) => run.measured.latencyMs?.p99 ?? null);
+  if (s.open !== null && s.open.sides.some((side) => side.addedP99 !== null && side.addedP99 < 0)) {
+    caveats.push(
+      `an added p99 below zero: the bare route's p99 (${bareRounds.map((p) => num(p)).join(', ')} ms by round) was pushed up by something else in a round, ` +
+        'so its median flatters the sidecar; the round-by-round line pairs each run with its own round',
+    );
+  }
+  if (caveats.length > 0) push('Read with care:', '', ...caveats.map((c) => `- ${c}`), '');
   if (r.closed.length > 0) {
     push(
       `### Closed loop, autocannon, ${r.connections.closed} connections, ${r.durationsSeconds.closed} s a run`,
       '',
-      '| mode | round | load avg | 2xx/s | non-2xx by status | errors | sidecar outcomes ¹ | p50 / p99 ms (closed loop) | server CPU µs/2xx | CPU % of a core: main / ingress threads / other | peak RSS MiB | GC max ms: main / ingress isolates | event-loop delay p99 / max ms: main [ingress threads] | generator CPU |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+      `| mode | round | load avg | 2xx/s | non-2xx by status | errors | sidecar outcomes ¹ | p50 / p99 ms (closed loop) | server CPU µs/2xx | CPU % of a core: main / ingress threads / other | peak RSS MiB | GC max ms: main / ingress isolates | event-loop delay p99 / max ms: main [ingress threads] | generator CPU |${machine ? ' machine busy / others ² |' : ''}`,
+      `|---|---|---|---|---|---|---|---|---|---|---|---|---|---|${machine ? '---|' : ''}`,
       ...r.closed.map((run) => {
         const statuses = Object.entries(run.statusCodes ?? {}).filter(([c]) => !c.startsWith('2'));
         return (
           `| ${label(run.threads)} | ${run.round + 1} | ${num(run.loadAverage, 2)} | ${num(run.okPerSecond, 0)} | ` +
           `${statuses.length === 0 ? (run.non2xx > 0 ? num(run.non2xx, 0) : '0') : statuses.map(([c, n]) => `${num(n, 0)} × ${c}`).join(', ')} | ${run.errors} | ` +
           `${outcomesCell(run.server.outcomes)} | ${num(run.p50Ms, 0)} / ${num(run.p99Ms, 0)} | ${num(run.cpuUsPerRequest, 0)} | ${threadCpuCell(run)} | ` +
-          `${num((run.server.peakRssBytes ?? Number.NaN) / 2 ** 20, 0)} | ${gcCell(run)} | ${loopCell(run)} | ${num(run.generator.percent, 0)}% |`
+          `${num((run.server.peakRssBytes ?? Number.NaN) / 2 ** 20, 0)} | ${gcCell(run)} | ${loopCell(run)} | ${num(run.generator.percent, 0)}% |${machine ? ` ${machineCell(run)} |` : ''}`
         );
       }),
       '',
@@ -261,8 +338,8 @@ export function renderIngressThreads(r: IngressThreadsResults): string {
     push(
       `### Open loop at ${num(r.rate, 0)} req/s, ${r.connections.open} connections, ${r.durationsSeconds.latency} s a run`,
       '',
-      '| mode | round | load avg | p50 / p99 / p99.9 ms | served | downstream p99 ms | mean batch | server CPU µs/req | CPU % of a core: main / ingress threads / other | GC pauses (ms) | event-loop delay p99 / max ms: main [ingress threads] | sidecar_overhead p50 / p99 ms | generator CPU, send lag p99 |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+      `| mode | round | load avg | p50 / p99 / p99.9 ms | served | downstream p99 ms | mean batch | server CPU µs/req | CPU % of a core: main / ingress threads / other | GC pauses (ms) | event-loop delay p99 / max ms: main [ingress threads] | sidecar_overhead p50 / p99 ms | generator CPU, send lag p99 |${machine ? ' machine busy / others ² |' : ''}`,
+      `|---|---|---|---|---|---|---|---|---|---|---|---|---|${machine ? '---|' : ''}`,
       ...r.open.map((run) => {
         const l = run.measured.latencyMs;
         const o = run.server.overhead;
@@ -270,7 +347,7 @@ export function renderIngressThreads(r: IngressThreadsResults): string {
           `| ${label(run.threads)} | ${run.round + 1} | ${num(run.loadAverage, 2)} | ${num(l?.p50)} / ${num(l?.p99)} / ${num(l?.p999)} | ` +
           `${num(run.measured.ok, 0)}/${num(run.measured.sent, 0)} | ${run.threads === null ? '—' : num(run.downstreamP99Ms)} | ${run.threads === null ? '—' : num(run.server.meanBatchSize, 2)} | ` +
           `${num(run.cpuUsPerRequest, 0)} | ${threadCpuCell(run)} | ${gcKindsCell(run)} | ${loopCell(run)} | ` +
-          `${o === null ? '—' : `${num(o.p50Ms)} / ${o.p99Overflow ? '>' : ''}${num(o.p99Ms)}`} | ${num(run.generator.percent, 0)}%, ${num(run.measured.sendLagMs?.p99)} ms |`
+          `${o === null ? '—' : `${num(o.p50Ms)} / ${o.p99Overflow ? '>' : ''}${num(o.p99Ms)}`} | ${num(run.generator.percent, 0)}%, ${num(run.measured.sendLagMs?.p99)} ms |${machine ? ` ${machineCell(run)} |` : ''}`
         );
       }),
       '',
@@ -281,7 +358,11 @@ export function renderIngressThreads(r: IngressThreadsResults): string {
       "worker_threads Workers; other: V8's GC and compiler helpers, libuv's pool), as % of one core over the generator's window. " +
       'GC pauses from `--trace-gc`, by isolate: each pause stops only its own thread (the first isolate in the trace is taken as the main thread\'s). ' +
       'Event-loop delay: monitorEventLoopDelay at 10 ms in every thread (bench/probe-preload.ts), less the 10 ms interval. ' +
-      '`sidecar_overhead_seconds` is measured on the thread that took the request, from Fastify\'s request start.',
+      '`sidecar_overhead_seconds` is measured on the thread that took the request, from Fastify\'s request start.' +
+      (machine
+        ? ` ² The machine's busy CPU over the window (/proc/stat; ${r.cpus} CPUs = ${r.cpus * 100}%), and what of it was neither the sidecar nor the generator: ` +
+          'the downstream, the bench process, and whatever else runs on the machine (±5 %: /proc counts in 10 ms ticks); a run where others took much more than their usual share was squeezed.'
+        : ''),
     '',
   );
   if (r.problems.length > 0) push('Seen during the ingress-threads phases:', '', ...r.problems.map((p) => `- ${p}`), '');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ingressThreadsVerdicts, renderIngressThreads, summarise } from '../../bench/ingress-threads-report.ts';
+import { byRound, ingressThreadsVerdicts, othersPercent, renderIngressThreads, summarise } from '../../bench/ingress-threads-report.ts';
 import { closedOrder, openOrder, type ClosedThreadsRun, type IngressThreadsResults, type OpenThreadsRun } from '../../bench/ingress-threads.ts';
 
 const server = (meanBatchSize: number | null, peakRssBytes = 300 * 2 ** 20) => ({
@@ -10,6 +10,7 @@ const server = (meanBatchSize: number | null, peakRssBytes = 300 * 2 ** 20) => (
   eventLoop: null,
   workerEventLoops: [],
   threadCpu: null,
+  machineBusyCores: null,
   overhead: null,
   callsPer1000: null,
   meanBatchSize,
@@ -123,5 +124,32 @@ describe('ingress threads: verdicts', () => {
     expect(verdicts[1]!.name).toContain('nominal 50 ms');
     expect(verdicts[1]!.pass).toBeNull();
     expect(renderIngressThreads(r)).toContain('| n/a |');
+  });
+});
+
+describe('ingress threads: round by round', () => {
+  it('pairs each round\'s runs: the ratios and each mode\'s added p99 against that round\'s bare run', () => {
+    const r = results(
+      [closed(1, 0, 10_000), closed(2, 0, 8_000), closed(2, 1, 12_000), closed(1, 1, 8_000)],
+      [open(null, 0, 40, null, null), open(1, 0, 70, 12, 51), open(2, 0, 66, 12, 51), open(2, 1, 66, 12.6, 51), open(1, 1, 80, 12, 50), open(null, 1, 2, null, null)],
+    );
+    const rounds = byRound(r);
+    expect(rounds.map((x) => x.throughputRatio)).toEqual([0.8, 1.5]);
+    expect(rounds[1]!.batchSizeRatio).toBeCloseTo(1.05, 6);
+    expect(rounds[0]!.addedP99).toEqual([{ threads: 1, ms: 70 - 51 - 40 }, { threads: 2, ms: 66 - 51 - 40 }]);
+    expect(rounds[1]!.addedP99).toEqual([{ threads: 1, ms: 80 - 50 - 2 }, { threads: 2, ms: 66 - 51 - 2 }]);
+    expect(renderIngressThreads(r)).toContain('- round 2: closed-loop 2xx/s ratio 1.50×');
+  });
+});
+
+describe('ingress threads: the machine beside the run', () => {
+  it('is the machine busy CPU less the sidecar and the generator, in % of a core', () => {
+    const run = closed(2, 0, 10_000);
+    const sampled = { ...run, server: { ...run.server, cpuSeconds: 12, machineBusyCores: 1.9 } } as ClosedThreadsRun;
+    // 10 s window: sidecar 120 %, generator 30 %, machine 190 %: 40 % was someone else's.
+    expect(othersPercent(sampled)).toEqual({ busy: 190, others: 40 });
+    expect(othersPercent(run)).toBeNull();
+    expect(renderIngressThreads(results([sampled], []))).toContain('| 190% / 40% |');
+    expect(renderIngressThreads(results([run], []))).not.toContain('machine busy');
   });
 });
