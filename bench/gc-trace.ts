@@ -56,15 +56,46 @@ export function summariseGc(pauses: readonly GcPause[]): GcFigures {
   return out;
 }
 
-/** Collects pauses from a process's stdout lines; `line` answers whether the line was a GC line. */
+const ISOLATE = /^\[\d+:(0x[0-9a-f]+)\]/;
+
+/** The isolate a --trace-gc line is about (its address, e.g. "0x7fa7000"); null for any other line. */
+export function gcIsolate(line: string): string | null {
+  return ISOLATE.exec(line)?.[1] ?? null;
+}
+
+/** Pauses of the first isolate seen (the main thread's) and of every other (worker threads'), apart. */
+export interface GcByIsolate {
+  readonly main: GcFigures;
+  readonly workers: GcFigures;
+}
+
+/**
+ * Collects pauses from a process's stdout lines; `line` answers whether the
+ * line was a GC line. Each pause stops only its own isolate: in a process with
+ * worker threads the trace mixes them, told apart by the isolate's address.
+ * The first isolate seen is taken as the main thread's (it starts, and
+ * allocates, before any worker exists).
+ */
 export class GcRecorder {
   readonly pauses: GcPause[] = [];
+  /** The isolate of each pause, by position. */
+  private readonly isolates: string[] = [];
 
   line(line: string): boolean {
     const pause = parseGcLine(line);
     if (pause === null) return false;
     this.pauses.push(pause);
+    this.isolates.push(gcIsolate(line) ?? '');
     return true;
+  }
+
+  /** The window's pauses, main thread's and workers' apart. */
+  windowByIsolate(from: number, to = this.pauses.length): GcByIsolate {
+    const main = this.isolates[0];
+    const mine: GcPause[] = [];
+    const others: GcPause[] = [];
+    for (let i = from; i < to; i++) (this.isolates[i] === main ? mine : others).push(this.pauses[i]!);
+    return { main: summariseGc(mine), workers: summariseGc(others) };
   }
 
   /** A position to cut a window at later. */

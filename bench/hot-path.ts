@@ -48,14 +48,14 @@ const ROUNDS = Math.max(1, Number(process.env.HOT_PATH_ROUNDS ?? (QUICK ? 1 : 2)
 const BURST_ROUNDS = Math.max(1, Number(process.env.HOT_PATH_BURST_ROUNDS ?? 1));
 const RATES = (process.env.HOT_PATH_RATES ?? '1000,5000,10000').split(',').map(Number).filter((n) => n > 0);
 export const DOWNSTREAM_HOLD_MS = 50;
-const OPEN_CONNECTIONS = 2000;
-const CLOSED_CONNECTIONS = 4000;
+export const OPEN_CONNECTIONS = 2000;
+export const CLOSED_CONNECTIONS = 4000;
 const BURST_CONNECTIONS = 4000;
 const BURST = { preRate: 1000, preS: 3, rate: 20_000, seconds: 10, recoveryRate: 1000, graceS: 2, recoveredS: 3 };
 const QUICK_BURST = { preRate: 1000, preS: 1, rate: 20_000, seconds: 2, recoveryRate: 1000, graceS: 2, recoveredS: 1 };
 
 /** Seconds. */
-const TIME = QUICK
+export const TIME = QUICK
   ? { warmup: 1, latency: 2, closedWarmup: 0.5, closed: 2, drain: 5 }
   : { warmup: 3, latency: 10, closedWarmup: 2, closed: 10, drain: 10 };
 
@@ -105,6 +105,8 @@ export interface ClosedRunFigures {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly non2xx: number;
+  /** Answers by HTTP status (autocannon's count). */
+  readonly statusCodes: Record<string, number>;
   readonly errors: number;
   readonly server: ServerFigures;
   readonly cpuUsPerRequest: number | null;
@@ -173,10 +175,18 @@ async function downstreamStats(downstream: Child, reset: boolean): Promise<{ bat
   }
 }
 
-async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, round: number): Promise<OpenRunFigures> {
-  const target = await startTarget(variant, sidecarEnv(ctx.downstream.url));
+/** For phases that reuse these runs with another sidecar (bench/ingress-threads.ts). */
+export interface RunOptions {
+  /** The sidecar's environment; default sidecarEnv(downstream). */
+  readonly env?: Record<string, string>;
+  /** The variant's name in problem lines; default the variant. */
+  readonly label?: string;
+}
+
+export async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, round: number, options: RunOptions = {}): Promise<OpenRunFigures> {
+  const target = await startTarget(variant, options.env ?? sidecarEnv(ctx.downstream.url));
   const window = new Window(target);
-  const label = `latency ${rate}/s ${variant} round ${round + 1}`;
+  const label = `latency ${rate}/s ${options.label ?? variant} round ${round + 1}`;
   try {
     // Warm the JIT at a gentle rate first, then at the rate itself, both left out.
     const segments: Segment[] = [
@@ -216,10 +226,10 @@ async function latencyRun(ctx: HotPathContext, variant: Variant, rate: number, r
   }
 }
 
-async function closedRun(ctx: HotPathContext, variant: Variant, round: number): Promise<ClosedRunFigures> {
-  const target = await startTarget(variant, sidecarEnv(ctx.downstream.url));
+export async function closedRun(ctx: HotPathContext, variant: Variant, round: number, options: RunOptions = {}): Promise<ClosedRunFigures> {
+  const target = await startTarget(variant, options.env ?? sidecarEnv(ctx.downstream.url));
   const window = new Window(target);
-  const label = `closed ${variant} round ${round + 1}`;
+  const label = `closed ${options.label ?? variant} round ${round + 1}`;
   try {
     const onEvent = (e: GeneratorEvent): void => {
       if (e.event === 'start') window.open();
@@ -247,6 +257,7 @@ async function closedRun(ctx: HotPathContext, variant: Variant, round: number): 
       p50Ms: c.latencyMs.p50,
       p99Ms: c.latencyMs.p99,
       non2xx: c.non2xx,
+      statusCodes: c.statusCodes,
       errors: c.errors,
       server,
       cpuUsPerRequest: server.cpuSeconds === null || c.ok <= 0 ? null : (server.cpuSeconds * 1e6) / c.ok,

@@ -11,6 +11,9 @@
  *   6. Batch window: BATCH_WINDOW_MODE fixed vs adaptive side by side at 1k, 5k, 10k req/s on a
  *      downstream with room, and at a rate where a slow downstream's slots fill (ADR 0016).
  *      BENCH_PHASE=window runs this phase alone (about 4 minutes) and writes bench/results/window.json.
+ *   7. Ingress threads (bench/ingress-threads.ts): INGRESS_THREADS=1 against 2, alternated: closed-loop
+ *      2xx/s at 4,000 connections, mean batch size and added p99 at 5,000 req/s (about 3 minutes;
+ *      BENCH_SKIP_INGRESS_THREADS=1 leaves it out, `node bench/ingress-threads.ts` runs it alone).
  *
  * Results: bench/results/latest.json, summary.md (also printed), chart.svg.
  * BENCH_QUICK=1 shortens every phase to about 2 s (smoke test).
@@ -32,6 +35,8 @@ import { cpuBetween, sampleProcess, type ProcSample } from './proc.ts';
 import { renderSummary, renderWindow } from './report.ts';
 import { hotPathPhase, type HotPathResults } from './hot-path.ts';
 import { hotPathVerdicts, renderHotPath } from './hot-path-report.ts';
+import { ingressThreadsPhase, type IngressThreadsResults } from './ingress-threads.ts';
+import { ingressThreadsVerdicts, renderIngressThreads } from './ingress-threads-report.ts';
 import { sleep } from './stats.ts';
 import type {
   BatchFigures,
@@ -742,7 +747,7 @@ async function main(): Promise<void> {
   const downstream = await startDownstream(DOWNSTREAM_LATENCY_MS);
   let results: BenchResults;
   try {
-    log(`[1/6] throughput, closed loop, ${CONNECTIONS} connections, ${TIME.throughput} s each: tracing off and on alternating, ${TRACING_ROUNDS} rounds`);
+    log(`[1/7] throughput, closed loop, ${CONNECTIONS} connections, ${TIME.throughput} s each: tracing off and on alternating, ${TRACING_ROUNDS} rounds`);
     const sink = await startOtlpSink();
     const rounds: TracingRound[] = [];
     try {
@@ -770,25 +775,25 @@ async function main(): Promise<void> {
     const ratio = bareSide.closed.okPerSecond > 0 ? sidecarSide.closed.okPerSecond / bareSide.closed.okPerSecond : null;
 
     const rate = round(0.8 * max);
-    log(`[2/6] added latency, open loop at ${rate} req/s (80% of ${max.toFixed(0)}), ${TIME.latency} s each`);
+    log(`[2/7] added latency, open loop at ${rate} req/s (80% of ${max.toFixed(0)}), ${TIME.latency} s each`);
     const latency = await latencyPhase(rate, downstream, bodies);
     log(
       `  sidecar e2e p99 ${fmt(latency.sidecar.open.latencyMs?.p99, 1)} ms, overhead p99 ${fmt(latency.sidecar.overhead?.p99?.ms, 2)} ms; ` +
         `bare e2e p99 ${fmt(latency.bare.open.latencyMs?.p99, 1)} ms`,
     );
 
-    log(`[3/6] batching efficiency at ${efficiencyRates(max).map((r) => r.rate).join(', ')} req/s`);
+    log(`[3/7] batching efficiency at ${efficiencyRates(max).map((r) => r.rate).join(', ')} req/s`);
     const efficiency = await efficiencyPhase(max, downstream, bodies);
 
-    log(`[4/6] memory with ${WAITING_REQUESTS} requests waiting on a ${5000} ms downstream`);
+    log(`[4/7] memory with ${WAITING_REQUESTS} requests waiting on a ${5000} ms downstream`);
     const memory = await memoryPhase(bodies);
     log(`  RSS idle ${fmt((memory.idleRssBytes ?? Number.NaN) / 2 ** 20, 1)} MiB, with ${WAITING_REQUESTS} waiting ${fmt((memory.waitingRssBytes ?? Number.NaN) / 2 ** 20, 1)} MiB`);
 
     const shardRate = round(Math.min(0.5 * max, 10_000));
-    log(`[5/6] shards ${SHARD_COUNTS.join(', ')} at ${shardRate} req/s`);
+    log(`[5/7] shards ${SHARD_COUNTS.join(', ')} at ${shardRate} req/s`);
     const shards = await shardPhase(shardRate, downstream, bodies);
 
-    log(`[6/6] batch window, fixed vs adaptive, at ${WINDOW_RATES.join(', ')} req/s and at a bottleneck`);
+    log(`[6/7] batch window, fixed vs adaptive, at ${WINDOW_RATES.join(', ')} req/s and at a bottleneck`);
     const window = await windowPhase(downstream, bodies);
 
     const downstreamFinal = sampleProcess(downstream.pid);
@@ -833,6 +838,12 @@ async function main(): Promise<void> {
   } finally {
     await downstream.stop();
   }
+  // ---- ingress threads (bench/ingress-threads.ts): INGRESS_THREADS=1 against 2, with processes of its own.
+  let ingressThreads: IngressThreadsResults | null = null;
+  if (process.env.BENCH_SKIP_INGRESS_THREADS !== '1') {
+    log('[7/7] ingress threads: INGRESS_THREADS 1 against 2, closed loop at 4,000 connections, open loop at 5,000 req/s with the bare route');
+    ingressThreads = await ingressThreadsPhase(log);
+  }
   results.meta.wallSeconds = (performance.now() - started) / 1000;
   let summary = renderSummary(results);
   // ---- issue 10, hot path: its section goes before the older phases, its figures into latest.json.
@@ -841,8 +852,11 @@ async function main(): Promise<void> {
     const section = renderHotPath(hotPath);
     summary = at < 0 ? `${summary}\n${section}` : `${summary.slice(0, at + 1)}${section}\n${summary.slice(at + 1)}`;
   }
-  const json = hotPath === null ? results : { ...results, hotPath, hotPathVerdicts: hotPathVerdicts(hotPath) };
+  const withHotPath = hotPath === null ? results : { ...results, hotPath, hotPathVerdicts: hotPathVerdicts(hotPath) };
   // ---- end of issue 10 hot path
+  // ---- ingress threads: its section last, its figures into latest.json.
+  if (ingressThreads !== null) summary = `${summary}\n${renderIngressThreads(ingressThreads)}`;
+  const json = ingressThreads === null ? withHotPath : { ...withHotPath, ingressThreads, ingressThreadsVerdicts: ingressThreadsVerdicts(ingressThreads) };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(`${RESULTS_DIR}latest.json`, `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(`${RESULTS_DIR}summary.md`, summary);

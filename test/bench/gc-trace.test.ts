@@ -32,3 +32,28 @@ describe('gc-trace', () => {
     expect(window.all).toMatchObject({ count: 2, maxMs: 12.5 });
   });
 });
+
+describe('gc-trace with worker threads', () => {
+  const main = '[23882:0x2a136000]       82 ms: Scavenge 9.1 (10.1) -> 8.6 (11.1) MB, pooled: 0 MB, 0.75 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ';
+  const worker = '[23882:0x7fa6100cc000]       14 ms: Scavenge 3.5 (4.5) -> 2.8 (5.5) MB, pooled: 0 MB, 4.43 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ';
+
+  it('tells the isolates apart, the first seen being the main thread', () => {
+    const gc = new GcRecorder();
+    gc.line(main);
+    const from = gc.mark();
+    gc.line(worker);
+    gc.line(main);
+    gc.line(worker);
+    const byIsolate = gc.windowByIsolate(from);
+    expect(byIsolate.main.all).toMatchObject({ count: 1, maxMs: 0.75 });
+    expect(byIsolate.workers.all).toMatchObject({ count: 2, maxMs: 4.43 });
+    expect(gc.window(from).all).toMatchObject({ count: 3 });
+  });
+
+  it('has no worker pauses in a process without workers', () => {
+    const gc = new GcRecorder();
+    gc.line(main);
+    gc.line(main);
+    expect(gc.windowByIsolate(0).workers).toEqual({});
+  });
+});
