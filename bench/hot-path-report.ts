@@ -183,14 +183,20 @@ export function hotPathVerdicts(r: HotPathResults): Verdict[] {
   return out;
 }
 
+/** What bent a run's figures on the generator's side (it sent late, or used most of a core); null when nothing did. */
+export function generatorCaveat(label: string, lagP99: number | null | undefined, cpuPercent: number): string | null {
+  const parts: string[] = [];
+  if (lagP99 !== null && lagP99 !== undefined && lagP99 > 50) parts.push(`sent late (send lag p99 ${num(lagP99, 0)} ms, counted in its latency)`);
+  if (cpuPercent >= 90) parts.push(`used ${num(cpuPercent, 0)}% of a core`);
+  return parts.length > 0 ? `${label}: the generator ${parts.join(' and ')}` : null;
+}
+
 /** Runs whose figures the generator itself may have bent: it sent late, or used most of a core. */
 export function generatorCaveats(r: HotPathResults): string[] {
   const out: string[] = [];
   const check = (label: string, lagP99: number | null | undefined, cpuPercent: number): void => {
-    const parts: string[] = [];
-    if (lagP99 !== null && lagP99 !== undefined && lagP99 > 50) parts.push(`sent late (send lag p99 ${num(lagP99, 0)} ms, counted in its latency)`);
-    if (cpuPercent >= 90) parts.push(`used ${num(cpuPercent, 0)}% of a core`);
-    if (parts.length > 0) out.push(`${label}: the generator ${parts.join(' and ')}`);
+    const caveat = generatorCaveat(label, lagP99, cpuPercent);
+    if (caveat !== null) out.push(caveat);
   };
   for (const run of r.latency) check(`open loop ${num(run.rate, 0)}/s ${run.variant} round ${run.round + 1}`, run.measured.sendLagMs?.p99, run.generator.percent);
   for (const run of r.closed) check(`closed loop ${run.variant} round ${run.round + 1}`, null, run.generator.percent);

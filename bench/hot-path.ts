@@ -25,17 +25,16 @@
  * The servers under test and what is sampled from them: bench/server-under-test.ts;
  * the verdicts and the summary: bench/hot-path-report.ts.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'undici';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { shardForKey } from '../src/actors/routing.ts';
-import { killAll, startDownstream, type Child } from './children.ts';
+import { startDownstream, type Child } from './children.ts';
 import { runGenerator, type GeneratorEvent } from './generator-process.ts';
 import type { GeneratorCpu } from './generator.ts';
 import { renderHotPath } from './hot-path-report.ts';
 import type { SecondResult, Segment, SegmentResult } from './segment-loop.ts';
 import { startTarget, stopTarget, Window, type ServerFigures, type Variant } from './server-under-test.ts';
+import { runStandalone } from './standalone.ts';
 import { sleep } from './stats.ts';
 
 export type Phase = 'latency' | 'closed' | 'burst';
@@ -382,35 +381,12 @@ export async function hotPathPhase(log: (line: string) => void, phases: readonly
 }
 
 if (import.meta.main) {
-  const asked = process.argv.slice(2).filter((a): a is Phase => (PHASES as readonly string[]).includes(a));
-  const unknown = process.argv.slice(2).filter((a) => !(PHASES as readonly string[]).includes(a));
-  if (unknown.length > 0) {
-    process.stderr.write(`unknown phase(s) ${unknown.join(', ')}; phases: ${PHASES.join(', ')}\n`);
-    process.exit(2);
-  }
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
-  const log = (line: string): void => void process.stdout.write(`${line}\n`);
-  try {
-    log(`hot path (issue 10): ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(2)}${QUICK ? ' — BENCH_QUICK: a smoke test, not a measurement' : ''}`);
-    const results = await hotPathPhase(log, asked.length > 0 ? asked : PHASES);
-    const dir = fileURLToPath(new URL('./results/', import.meta.url));
-    mkdirSync(dir, { recursive: true });
-    const summary = renderHotPath(results);
-    writeFileSync(`${dir}hot-path.json`, `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(`${dir}hot-path.md`, summary);
-    log('');
-    log(summary);
-    log('written: bench/results/hot-path.json, bench/results/hot-path.md');
-    process.exit(0);
-  } catch (error) {
-    process.stderr.write(`hot path failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    killAll();
-    process.exit(1);
-  }
+  await runStandalone({
+    name: 'hot-path',
+    title: 'hot path (issue 10)',
+    phases: PHASES,
+    quick: QUICK,
+    run: hotPathPhase,
+    render: renderHotPath,
+  });
 }

@@ -5,7 +5,7 @@
  * apart from the 15 ms added p99, which subtracts the bare route's p99 from
  * the same run.
  */
-import { median, type Verdict } from './hot-path-report.ts';
+import { generatorCaveat, median, type Verdict } from './hot-path-report.ts';
 import type { ClosedThreadsRun, IngressThreadsResults, OpenThreadsRun } from './ingress-threads.ts';
 import type { GcFigures } from './gc-trace.ts';
 
@@ -179,10 +179,8 @@ export function ingressThreadsVerdicts(r: IngressThreadsResults): Verdict[] {
 export function generatorCaveats(r: IngressThreadsResults): string[] {
   const out: string[] = [];
   const check = (label: string, lagP99: number | null | undefined, cpuPercent: number): void => {
-    const parts: string[] = [];
-    if (lagP99 !== null && lagP99 !== undefined && lagP99 > 50) parts.push(`sent late (send lag p99 ${num(lagP99, 0)} ms, counted in its latency)`);
-    if (cpuPercent >= 90) parts.push(`used ${num(cpuPercent, 0)}% of a core`);
-    if (parts.length > 0) out.push(`${label}: the generator ${parts.join(' and ')}`);
+    const caveat = generatorCaveat(label, lagP99, cpuPercent);
+    if (caveat !== null) out.push(caveat);
   };
   for (const run of r.closed) check(`closed loop, ${label(run.threads)}, round ${run.round + 1}`, null, run.generator.percent);
   for (const run of r.open) check(`open loop, ${label(run.threads)}, round ${run.round + 1}`, run.measured.sendLagMs?.p99, run.generator.percent);

@@ -30,10 +30,9 @@
  * SIDECAR_ENV (extra sidecar variables for both modes, as in hot-path).
  * The verdicts and the summary: bench/ingress-threads-report.ts.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { killAll, startDownstream } from './children.ts';
+import { startDownstream } from './children.ts';
+import { runStandalone } from './standalone.ts';
 import {
   CLOSED_CONNECTIONS,
   closedRun,
@@ -190,36 +189,13 @@ export async function ingressThreadsPhase(log: (line: string) => void, phases: r
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const asked = args.filter((a): a is IngressPhase => (INGRESS_PHASES as readonly string[]).includes(a));
-  const unknown = args.filter((a) => !(INGRESS_PHASES as readonly string[]).includes(a));
-  if (unknown.length > 0) {
-    process.stderr.write(`unknown phase(s) ${unknown.join(', ')}; phases: ${INGRESS_PHASES.join(', ')}\n`);
-    process.exit(2);
-  }
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
-  const log = (line: string): void => void process.stdout.write(`${line}\n`);
-  try {
-    log(`ingress threads: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(2)}${QUICK ? ' — BENCH_QUICK: a smoke test, not a measurement' : ''}`);
-    const results = await ingressThreadsPhase(log, asked.length > 0 ? asked : INGRESS_PHASES);
-    const dir = fileURLToPath(new URL('./results/', import.meta.url));
-    mkdirSync(dir, { recursive: true });
-    const summary = renderIngressThreads(results);
-    writeFileSync(`${dir}ingress-threads.json`, `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(`${dir}ingress-threads.md`, summary);
-    log('');
-    log(summary);
-    log(`written: bench/results/ingress-threads.json, bench/results/ingress-threads.md (${results.wallSeconds.toFixed(0)} s, load average at the end ${results.loadAverageAtEnd.toFixed(2)})`);
-    process.exit(0);
-  } catch (error) {
-    process.stderr.write(`ingress threads failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    killAll();
-    process.exit(1);
-  }
+  await runStandalone({
+    name: 'ingress-threads',
+    title: 'ingress threads',
+    phases: INGRESS_PHASES,
+    quick: QUICK,
+    run: ingressThreadsPhase,
+    render: renderIngressThreads,
+    footer: (results: IngressThreadsResults) => `(${results.wallSeconds.toFixed(0)} s, load average at the end ${results.loadAverageAtEnd.toFixed(2)})`,
+  });
 }
