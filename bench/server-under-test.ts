@@ -178,6 +178,11 @@ export class Window {
     this.target = target;
   }
 
+  /** One scrape before the window (bench/hot-path.ts latencyRun says why); its figures are not used. */
+  warm(): void {
+    if (this.target.variant === 'sidecar') void metrics.scrape(this.target.child.url);
+  }
+
   open(): void {
     this.p0 = sampleProcess(this.target.child.pid);
     this.t0 = sampleThreads(this.target.child.pid);
