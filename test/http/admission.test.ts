@@ -25,6 +25,31 @@ function manual(maxLoopDelayMs = 30, sampleMs = 10) {
 }
 
 describe('admission control', () => {
+  it('refuses at least the share another thread imposes, and tells that thread its own share as it changes', () => {
+    let clock = 1000;
+    const told: number[] = [];
+    const admission = new Admission({ maxLoopDelayMs: 30, sampleMs: 10, now: () => clock, onShare: (share) => told.push(share) });
+    // INGRESS_THREADS mode: the batcher thread imposes its share; this loop keeps up.
+    admission.impose(0.25);
+    expect(admission.share).toBe(0.25);
+    const refused = Array.from({ length: 100 }, () => admission.refuse()).filter(Boolean).length;
+    expect(refused).toBe(25);
+    clock += 3_500;
+    expect(admission.retryAfter()).toBe('4'); // the imposed overload has lasted 3.5 s
+    admission.impose(0);
+    expect(Array.from({ length: 100 }, () => admission.refuse()).some(Boolean)).toBe(false);
+    // Its own share rises under its own late samples and is told at each change.
+    let last = clock;
+    for (let i = 0; i < 4; i++) {
+      clock = last + 10 + 200;
+      last = clock;
+      admission.observe(clock);
+    }
+    expect(admission.shedShare).toBeGreaterThan(0);
+    expect(told.length).toBeGreaterThan(0);
+    expect(told.at(-1)).toBe(admission.shedShare);
+  });
+
   it('refuses nothing while the loop keeps up, nor for one GC-sized pause', () => {
     const { admission, tick } = manual(30);
     for (let i = 0; i < 100; i++) tick(1);
