@@ -4,26 +4,17 @@
  * contract is checked in both modes: vitest.config.ts runs the tests that
  * start the sidecar once more with INGRESS_THREADS=2.)
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { sidecarPerTest } from '../support/sidecar-per-test.ts';
 import { Agent, request } from 'undici';
 import { shardForKey } from '../../src/actors/routing.ts';
-import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
-import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
-let downstream: LegacyDownstream | undefined;
-let sidecar: SidecarProcess | undefined;
-
-afterEach(async () => {
-  await sidecar?.stop();
-  await downstream?.close();
-  sidecar = undefined;
-  downstream = undefined;
-});
+const run = sidecarPerTest();
 
 describe('two ingress threads', () => {
   it('batch one key as one stream: requests on 40 connections, taken by both threads, go out in one batch', async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 5, record: true });
-    sidecar = await startSidecar({
+    const downstream = await run.downstream({ latencyMs: 5, record: true });
+    const sidecar = await run.sidecar({
       DOWNSTREAM_URL: downstream.url,
       INGRESS_THREADS: '2',
       SHARD_COUNT: '4',
@@ -35,7 +26,7 @@ describe('two ingress threads', () => {
     try {
       const answers = await Promise.all(
         agents.map(async (dispatcher, id) => {
-          const response = await request(`${sidecar!.url}/process`, {
+          const response = await request(`${sidecar.url}/process`, {
             method: 'POST',
             dispatcher,
             headers: { 'content-type': 'application/json' },

@@ -4,25 +4,16 @@
  * machine is a busy 2-core box; exact trigger timing is covered by the actor
  * unit tests with fake timers.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { sidecarPerTest } from '../support/sidecar-per-test.ts';
 import { shardForKey } from '../../src/actors/routing.ts';
-import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { post } from '../support/http.ts';
-import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
-let downstream: LegacyDownstream | undefined;
-let sidecar: SidecarProcess | undefined;
-
-afterEach(async () => {
-  await sidecar?.stop();
-  await downstream?.close();
-  sidecar = undefined;
-  downstream = undefined;
-});
+const run = sidecarPerTest();
 
 async function start(env: Record<string, string>, latencyMs = 5) {
-  downstream = await LegacyDownstream.start({ latencyMs, record: true });
-  sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, ...env });
+  const downstream = await run.downstream({ latencyMs, record: true });
+  const sidecar = await run.sidecar({ DOWNSTREAM_URL: downstream.url, ...env });
   return { downstream, sidecar };
 }
 

@@ -1,20 +1,11 @@
 /**
  * The shutdown sequence of SPEC §5 with real signals sent to the real process.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
+import { describe, expect, it } from 'vitest';
+import { sidecarPerTest } from '../support/sidecar-per-test.ts';
 import { get, post, type Answer } from '../support/http.ts';
-import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 
-let downstream: LegacyDownstream | undefined;
-let sidecar: SidecarProcess | undefined;
-
-afterEach(async () => {
-  await sidecar?.stop();
-  await downstream?.close();
-  sidecar = undefined;
-  downstream = undefined;
-});
+const run = sidecarPerTest();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -26,8 +17,8 @@ function isRefusal(outcome: Answer | Error): boolean {
 
 describe('shutdown', () => {
   it('answers every accepted request with its own result during SIGTERM under a steady stream, then exits 0', async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 80, jitterMs: 40 });
-    sidecar = await startSidecar({
+    const downstream = await run.downstream({ latencyMs: 80, jitterMs: 40 });
+    const sidecar = await run.sidecar({
       DOWNSTREAM_URL: downstream.url,
       SHARD_COUNT: '4',
       BATCH_MAX_WAIT_MS: '30',
@@ -75,9 +66,9 @@ describe('shutdown', () => {
   });
 
   it('sends partial batches at once on drain instead of waiting for their window', async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 5, record: true });
-    sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '60000' });
-    const pending = Promise.all([1, 2, 3].map((id) => post(sidecar!.url, { id })));
+    const downstream = await run.downstream({ latencyMs: 5, record: true });
+    const sidecar = await run.sidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '60000' });
+    const pending = Promise.all([1, 2, 3].map((id) => post(sidecar.url, { id })));
     await sleep(300);
     expect(downstream.batches).toBe(0);
     sidecar.signal('SIGTERM');
@@ -87,14 +78,14 @@ describe('shutdown', () => {
   });
 
   it('answers what is still pending with 503 once SHUTDOWN_TIMEOUT_MS passes with a hung downstream, and exits 1', async () => {
-    downstream = await LegacyDownstream.start({ behaviour: 'hang' });
-    sidecar = await startSidecar({
+    const downstream = await run.downstream({ behaviour: 'hang' });
+    const sidecar = await run.sidecar({
       DOWNSTREAM_URL: downstream.url,
       BATCH_MAX_WAIT_MS: '5',
       DOWNSTREAM_TIMEOUT_MS: '60000',
       SHUTDOWN_TIMEOUT_MS: '600',
     });
-    const pending = Promise.all([1, 2, 3, 4, 5].map((id) => post(sidecar!.url, { id })));
+    const pending = Promise.all([1, 2, 3, 4, 5].map((id) => post(sidecar.url, { id })));
     while (downstream.items < 5) await sleep(20);
     const signalledAt = performance.now();
     sidecar.signal('SIGTERM');
@@ -108,8 +99,8 @@ describe('shutdown', () => {
   });
 
   it('exits at once on a second signal', async () => {
-    downstream = await LegacyDownstream.start({ behaviour: 'hang' });
-    sidecar = await startSidecar({
+    const downstream = await run.downstream({ behaviour: 'hang' });
+    const sidecar = await run.sidecar({
       DOWNSTREAM_URL: downstream.url,
       BATCH_MAX_WAIT_MS: '5',
       DOWNSTREAM_TIMEOUT_MS: '60000',

@@ -3,23 +3,14 @@
  * read from the real process: /metrics, /readyz and its log lines.
  */
 import { connect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { sidecarPerTest } from '../support/sidecar-per-test.ts';
 import { request } from 'undici';
-import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { shardForKey } from '../../src/actors/routing.ts';
 import { parsePrometheus, valueOf } from '../../sim/prometheus.ts';
-import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
 import { get, post, type Answer } from '../support/http.ts';
 
-let downstream: LegacyDownstream | undefined;
-let sidecar: SidecarProcess | undefined;
-
-afterEach(async () => {
-  await sidecar?.stop();
-  await downstream?.close();
-  sidecar = undefined;
-  downstream = undefined;
-});
+const run = sidecarPerTest();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const PHASES = ['starting', 'ready', 'lame_duck', 'closing', 'draining', 'stopped'];
@@ -55,15 +46,15 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
 
 describe('batch window gauge', () => {
   it('shows BATCH_MAX_WAIT_MS for every shard in fixed mode', async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 5 });
-    sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '3', BATCH_MAX_WAIT_MS: '7' });
-    await Promise.all([1, 2, 3, 4].map((id) => post(sidecar!.url, { id })));
+    const downstream = await run.downstream({ latencyMs: 5 });
+    const sidecar = await run.sidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '3', BATCH_MAX_WAIT_MS: '7' });
+    await Promise.all([1, 2, 3, 4].map((id) => post(sidecar.url, { id })));
     expect(await windows(sidecar.url)).toEqual({ '0': 0.007, '1': 0.007, '2': 0.007 });
   });
 
   it('shrinks to BATCH_MIN_WAIT_MS while the downstream has room and widens to BATCH_MAX_WAIT_MS when calls in flight fill the slots', async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 5 });
-    sidecar = await startSidecar({
+    const downstream = await run.downstream({ latencyMs: 5 });
+    const sidecar = await run.sidecar({
       DOWNSTREAM_URL: downstream.url,
       SHARD_COUNT: '2',
       BATCH_WINDOW_MODE: 'adaptive',
@@ -92,8 +83,8 @@ describe('batch window gauge', () => {
 
 describe('lifecycle phases', () => {
   it('reads ready then lame_duck on /metrics, logs each phase with what is held, and ends with the drain and refusal counts', async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 200 });
-    sidecar = await startSidecar({
+    const downstream = await run.downstream({ latencyMs: 200 });
+    const sidecar = await run.sidecar({
       DOWNSTREAM_URL: downstream.url,
       SHARD_COUNT: '2',
       BATCH_MAX_WAIT_MS: '60000',
@@ -115,12 +106,12 @@ describe('lifecycle phases', () => {
     socket.on('data', (chunk: Buffer) => (refusal += chunk.toString()));
 
     sidecar.signal('SIGTERM');
-    await until(() => sidecar!.logs.some((entry) => entry.phase === 'lame_duck'));
+    await until(() => sidecar.logs.some((entry) => entry.phase === 'lame_duck'));
     expect(await phaseGauge(url)).toEqual({ starting: 0, ready: 0, lame_duck: 1, closing: 0, draining: 0, stopped: 0 });
     expect((await get(`${url}/readyz`)).status).toBe(503);
     pending.push(post(url, { id: 4 })); // still accepted during SHUTDOWN_DELAY_MS
 
-    await until(() => sidecar!.logs.some((entry) => entry.phase === 'draining'));
+    await until(() => sidecar.logs.some((entry) => entry.phase === 'draining'));
     socket.end('content-length: 2\r\n\r\n{}');
     await new Promise((resolve) => socket.once('close', resolve));
     expect(refusal).toMatch(/^HTTP\/1\.1 503/);
