@@ -95,8 +95,7 @@ export interface IngressThreadsOptions {
 }
 
 export class IngressThreads implements Ingress {
-  readonly log: Logger;
-  readonly contentType: string;
+  private readonly log: Logger;
   private readonly threads: IngressThread[];
   private readonly metrics: Metrics;
   private readonly onFatal: (error: Error) => void;
@@ -126,7 +125,6 @@ export class IngressThreads implements Ingress {
     this.log = log;
     this.workerUrl = workerUrl;
     this.metrics = metrics;
-    this.contentType = metrics.contentType;
     this.onFatal = onFatal;
     this.threads = Array.from({ length: count }, (_, index) => this.spawn(index));
     lifecycle.onChange((phase) => this.broadcast({ type: 'phase', phase }));

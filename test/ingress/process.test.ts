@@ -18,9 +18,10 @@ describe('two ingress threads', () => {
       DOWNSTREAM_URL: downstream.url,
       INGRESS_THREADS: '2',
       SHARD_COUNT: '4',
-      BATCH_MAX_SIZE: '1000',
-      // A window long enough for all 40 to arrive on a busy machine.
-      BATCH_MAX_WAIT_MS: '400',
+      // The 40th item seals the batch; the window is only a fallback, long
+      // enough for all 40 to arrive on a busy machine.
+      BATCH_MAX_SIZE: '40',
+      BATCH_MAX_WAIT_MS: '5000',
     });
     const agents = Array.from({ length: 40 }, () => new Agent({ connections: 1 }));
     try {
