@@ -207,7 +207,18 @@ export class ShardQueue {
 
   /** The batch's call is over (every item settled): it no longer counts as in flight. */
   finish(batchId: string): void {
-    if (this.inflight.delete(batchId)) this.drainRate.record(this.now(), this.busySince);
+    const batch = this.inflight.get(batchId);
+    if (batch !== undefined) {
+      this.inflight.delete(batchId);
+      this.drainRate.record(this.now(), this.busySince);
+      // A finished batch lets go of its items, and with them of every caller's
+      // request, reply and body. Something still pointed at finished batches
+      // during scavenges (a dead object already in the old generation, which
+      // only a mark-compact clears), so each scavenge kept and promoted the
+      // requests answered since the last one: at 10,000 req/s 6 MB promoted
+      // and 11 ms per scavenge; with this line 0.2 MB and 3.3 ms (ADR 0013).
+      batch.items.length = 0;
+    }
     this.window.finished(this.inflight.size, this.ready.length);
     if (this.ready.length > 0 || this.halves.length > 0 || this.draining) this.target?.send(DONE);
   }
