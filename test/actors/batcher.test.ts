@@ -305,4 +305,17 @@ describe('Batcher and shard actor', () => {
     expect(Object.keys(supervisor.getSnapshot().children['shard-0'].getSnapshot().children)).toHaveLength(0);
     expect(batcher.stats()[0]).toMatchObject({ shard: 0, waiting: 0, inflight: 0 });
   });
+
+  it('lets a batch whose call has ended go of its items, so whatever still holds the batch holds no caller (ADR 0013)', async () => {
+    const { downstream, submit, sink } = setupBatcher();
+    submit(1);
+    submit(2);
+    submit(3);
+    await settle();
+    downstream.calls[0].echo();
+    await settle();
+    const finished = sink.of(1)?.batch;
+    expect(finished?.items).toEqual([]);
+    expect(sink.of(3)?.result).toEqual({ echo: { id: 3 } });
+  });
 });
