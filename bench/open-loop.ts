@@ -10,13 +10,12 @@
  * possible at the start of each second (node_modules/autocannon/lib/httpClient.js:
  * `reqsMadeThisSecond`, reset by a 1 s interval), i.e. bursts.
  *
- * Cheap on CPU (it shares the machine with what it measures): one small
- * handler object per request, undici's dispatch API (no streams, no promises
- * per request), results in preallocated typed arrays, percentiles by sorting
- * once at the end.
+ * It is bench/segment-loop.ts's SegmentLoop (same sender, same figures) with
+ * two segments at one rate: the warm-up, left out of the figures, and the
+ * measured window.
  */
-import { Pool, type Dispatcher } from 'undici';
-import { percentiles, type Percentiles } from './stats.ts';
+import type { Percentiles } from './stats.ts';
+import { SegmentLoop, type Segment } from './segment-loop.ts';
 
 export interface OpenLoopOptions {
   /** e.g. http://127.0.0.1:1234 */
@@ -65,194 +64,77 @@ export interface OpenLoopResult {
   readonly windowSeconds: number;
 }
 
-const ERROR = 600;
-
-class Handler implements Dispatcher.DispatchHandler {
-  readonly loop: OpenLoop;
-  readonly index: number;
-  status = 0;
-
-  constructor(loop: OpenLoop, index: number) {
-    this.loop = loop;
-    this.index = index;
-  }
-
-  onRequestStart(): void {}
-
-  onRequestSent(): void {
-    this.loop.written++;
-  }
-
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.status = statusCode;
-    const batchId = headers['x-batch-id'];
-    if (typeof batchId === 'string') this.loop.batch(this.index, batchId);
-  }
-
-  onResponseData(): void {}
-
-  onResponseEnd(): void {
-    this.loop.settle(this.index, this.status, '');
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    const code = (error as NodeJS.ErrnoException).code ?? error.name;
-    this.loop.settle(this.index, ERROR, code);
-  }
-}
-
 export class OpenLoop {
   readonly options: OpenLoopOptions;
   readonly total: number;
   readonly warmup: number;
-  /** Requests handed to the pool, written to a socket, and settled so far. */
-  sent = 0;
-  written = 0;
-  settled = 0;
-
-  private readonly pool: Pool;
-  private readonly latency: Float64Array;
-  private readonly lag: Float64Array;
-  private readonly status: Uint16Array;
-  private readonly errorCodes = new Map<string, number>();
-  private readonly batchIds = new Set<string>();
-  private batchedItems = 0;
-  private windowOk = 0;
-  private t0 = 0;
-  private windowStart = 0;
-  private windowEnd = 0;
-  private closed = false;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly interval: number;
-  private readonly headers = { 'content-type': 'application/json' };
-  private resolveDone: (() => void) | null = null;
-  private readonly done: Promise<void>;
+  private readonly loop: SegmentLoop;
 
   constructor(options: OpenLoopOptions) {
     this.options = options;
-    this.interval = 1000 / options.rate;
-    this.warmup = options.count === undefined ? Math.floor((options.warmupMs * options.rate) / 1000) : 0;
-    this.total = options.count ?? this.warmup + Math.max(1, Math.floor((options.durationMs * options.rate) / 1000));
-    this.latency = new Float64Array(this.total).fill(Number.NaN);
-    this.lag = new Float64Array(this.total);
-    this.status = new Uint16Array(this.total);
-    this.pool = new Pool(options.origin, {
+    const { rate } = options;
+    this.warmup = options.count === undefined ? Math.floor((options.warmupMs * rate) / 1000) : 0;
+    const measured = options.count ?? Math.max(1, Math.floor((options.durationMs * rate) / 1000));
+    this.total = this.warmup + measured;
+    const segments: Segment[] = [];
+    if (this.warmup > 0) segments.push({ label: 'warmup', rate, seconds: this.warmup / rate, count: this.warmup });
+    segments.push({ label: 'measure', rate, seconds: measured / rate, count: measured });
+    const measure = segments.length - 1;
+    this.loop = new SegmentLoop({
+      origin: options.origin,
+      path: options.path,
+      segments,
+      bodies: options.bodies,
       connections: options.connections,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: 120_000,
-      bodyTimeout: 120_000,
-      connectTimeout: 30_000,
+      drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
+      countBatches: true,
+      onSegment: (index) => {
+        if (index === measure) options.onMeasureStart?.();
+      },
     });
-    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  /** Requests handed to the pool so far. */
+  get sent(): number {
+    return this.loop.sent;
+  }
+
+  /** Requests written to a socket so far. */
+  get written(): number {
+    return this.loop.written;
+  }
+
+  /** Requests answered (or failed) so far. */
+  get settled(): number {
+    return this.loop.settled;
   }
 
   /** Starts sending; resolves once every request has been handed to the pool. */
   start(): Promise<void> {
-    this.t0 = performance.now();
-    this.windowStart = this.t0 + this.warmup * this.interval;
-    this.windowEnd = this.t0 + this.total * this.interval;
-    return new Promise((resolve) => {
-      const tick = (): void => {
-        if (this.closed) return resolve();
-        const due = Math.min(this.total, Math.floor((performance.now() - this.t0) / this.interval) + 1);
-        while (this.sent < due) this.send(this.sent++);
-        if (this.sent >= this.total) {
-          this.timer = null;
-          resolve();
-        } else {
-          this.timer = setTimeout(tick, 1);
-        }
-      };
-      tick();
-    });
+    return this.loop.start();
   }
 
   /** Waits for every answer (at most drainTimeoutMs after the last send), then closes the pool. */
   async finish(): Promise<OpenLoopResult> {
-    const drain = this.options.drainTimeoutMs ?? 10_000;
-    let timeout: NodeJS.Timeout | undefined;
-    await Promise.race([this.done, new Promise<void>((resolve) => (timeout = setTimeout(resolve, drain)))]);
-    clearTimeout(timeout);
-    const result = this.result();
-    await this.close();
-    return result;
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    await this.pool.destroy().catch(() => undefined);
-  }
-
-  /** @internal */
-  batch(index: number, batchId: string): void {
-    if (index < this.warmup) return;
-    this.batchIds.add(batchId);
-    this.batchedItems++;
-  }
-
-  /** @internal */
-  settle(index: number, status: number, code: string): void {
-    if (this.closed || this.status[index] !== 0) return;
-    const now = performance.now();
-    this.status[index] = status;
-    this.latency[index] = now - (this.t0 + index * this.interval);
-    if (status === ERROR) {
-      if (index >= this.warmup) this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
-    } else if (status >= 200 && status < 300 && now >= this.windowStart && now <= this.windowEnd) this.windowOk++;
-    this.settled++;
-    if (this.settled === this.total) this.resolveDone?.();
-  }
-
-  private send(index: number): void {
-    if (index === this.warmup && this.options.onMeasureStart !== undefined) this.options.onMeasureStart();
-    const intended = this.t0 + index * this.interval;
-    this.lag[index] = performance.now() - intended;
-    const bodies = this.options.bodies;
-    this.pool.dispatch(
-      { path: this.options.path, method: 'POST', headers: this.headers, body: bodies[index % bodies.length]! },
-      new Handler(this, index),
-    );
-  }
-
-  private result(): OpenLoopResult {
-    const measured = this.total - this.warmup;
-    const statuses: Record<string, number> = {};
-    let ok = 0;
-    let answered = 0;
-    let unfinished = 0;
-    for (let i = this.warmup; i < this.total; i++) {
-      const status = this.status[i]!;
-      if (status === 0) unfinished++;
-      else if (status !== ERROR) {
-        statuses[status] = (statuses[status] ?? 0) + 1;
-        if (status >= 200 && status < 300) ok++;
-      }
-      if (status !== 0 && status !== ERROR) answered++;
-    }
-    const latencies = new Float64Array(answered);
-    let n = 0;
-    for (let i = this.warmup; i < this.total; i++) {
-      const status = this.status[i]!;
-      if (status !== 0 && status !== ERROR) latencies[n++] = this.latency[i]!;
-    }
-    const windowSeconds = (this.windowEnd - this.windowStart) / 1000;
+    const measured = (await this.loop.finish()).segments.at(-1)!;
     return {
       offeredRate: this.options.rate,
       warmupRequests: this.warmup,
-      measuredRequests: measured,
-      ok,
-      statuses,
-      errors: Object.fromEntries(this.errorCodes),
-      unfinished,
-      achievedRate: windowSeconds > 0 ? this.windowOk / windowSeconds : 0,
-      latencyMs: percentiles(latencies),
-      sendLagMs: percentiles(this.lag.slice(this.warmup, Math.max(this.warmup, this.sent))),
-      batches: this.batchIds.size,
-      batchedItems: this.batchedItems,
-      windowSeconds,
+      measuredRequests: this.total - this.warmup,
+      ok: measured.ok,
+      statuses: measured.statuses,
+      errors: measured.errors,
+      unfinished: measured.unfinished,
+      achievedRate: measured.servedPerSecond,
+      latencyMs: measured.latencyMs,
+      sendLagMs: measured.sendLagMs,
+      batches: measured.batches,
+      batchedItems: measured.batchedItems,
+      windowSeconds: measured.seconds,
     };
+  }
+
+  close(): Promise<void> {
+    return this.loop.close();
   }
 }

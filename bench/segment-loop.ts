@@ -1,7 +1,8 @@
 /**
  * An open-loop generator with a schedule of segments at different rates
  * (e.g. 1,000 req/s for 3 s, 20,000 req/s for 10 s, 1,000 req/s for 5 s), for
- * the burst test of issue 10: bench/open-loop.ts's OpenLoop has one rate.
+ * the burst test of issue 10; bench/open-loop.ts's OpenLoop is this with one
+ * rate (a warm-up segment and a measured one).
  *
  * Same method as OpenLoop: request i has an intended send time fixed by the
  * schedule, a 1 ms timer sends every request that is due, and latency counts
@@ -22,6 +23,8 @@ export interface Segment {
   /** Requests per second. */
   readonly rate: number;
   readonly seconds: number;
+  /** Requests in the segment; default ⌊rate × seconds⌋. */
+  readonly count?: number;
 }
 
 export interface SegmentLoopOptions {
@@ -34,6 +37,8 @@ export interface SegmentLoopOptions {
   readonly drainTimeoutMs: number;
   /** Called when a segment's first request is due (index into segments). */
   readonly onSegment?: (index: number) => void;
+  /** Count the distinct `x-batch-id` values answered to each segment's requests (a Set per segment). */
+  readonly countBatches?: boolean;
 }
 
 /** Outcome counts and latency of a set of requests. */
@@ -72,6 +77,9 @@ export interface SegmentResult extends Outcomes {
   readonly servedPerSecond: number;
   /** How late the generator itself sent (actual − intended), ms. */
   readonly sendLagMs: Percentiles | null;
+  /** With countBatches: distinct `x-batch-id` values among the answers, and the answers that carried one. */
+  readonly batches: number;
+  readonly batchedItems: number;
 }
 
 export interface SecondResult {
@@ -108,9 +116,15 @@ class Handler implements Dispatcher.DispatchHandler {
 
   onRequestStart(): void {}
 
+  onRequestSent(): void {
+    this.loop.written++;
+  }
+
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.status = statusCode;
     this.retryAfter = headers['retry-after'] !== undefined;
+    const batchId = headers['x-batch-id'];
+    if (typeof batchId === 'string') this.loop.batch(this.index, batchId);
   }
 
   onResponseData(): void {}
@@ -127,7 +141,9 @@ class Handler implements Dispatcher.DispatchHandler {
 export class SegmentLoop {
   readonly options: SegmentLoopOptions;
   readonly total: number;
+  /** Requests handed to the pool, written to a socket, and settled so far. */
   sent = 0;
+  written = 0;
   settled = 0;
 
   /** Intended send time of request i, ms after t0. */
@@ -140,6 +156,9 @@ export class SegmentLoop {
   private readonly retryAfter: Uint8Array;
   private readonly errorCode: Uint8Array;
   private readonly codes: string[] = [''];
+  /** With countBatches, per segment: distinct batch ids and answers that carried one. */
+  private readonly batchIds: Set<string>[] | null;
+  private readonly batchedItems: number[];
   private readonly pool: Pool;
   private readonly headers = { 'content-type': 'application/json' };
   private t0 = 0;
@@ -153,7 +172,7 @@ export class SegmentLoop {
     let total = 0;
     for (const segment of options.segments) {
       this.starts.push(total);
-      total += Math.max(0, Math.floor(segment.rate * segment.seconds));
+      total += Math.max(0, segment.count ?? Math.floor(segment.rate * segment.seconds));
     }
     this.starts.push(total);
     this.total = total;
@@ -168,6 +187,8 @@ export class SegmentLoop {
     this.status = new Uint16Array(total);
     this.retryAfter = new Uint8Array(total);
     this.errorCode = new Uint8Array(total);
+    this.batchIds = options.countBatches === true ? options.segments.map(() => new Set<string>()) : null;
+    this.batchedItems = options.segments.map(() => 0);
     this.pool = new Pool(options.origin, {
       connections: options.connections,
       pipelining: 1,
@@ -225,6 +246,14 @@ export class SegmentLoop {
   }
 
   /** @internal */
+  batch(index: number, batchId: string): void {
+    if (this.batchIds === null) return;
+    const s = this.segmentOf(index);
+    this.batchIds[s]!.add(batchId);
+    this.batchedItems[s]!++;
+  }
+
+  /** @internal */
   settle(index: number, status: number, retryAfter: boolean, code: string): void {
     if (this.closed || this.status[index] !== 0) return;
     this.status[index] = status;
@@ -237,6 +266,13 @@ export class SegmentLoop {
     }
     this.settled++;
     if (this.settled === this.total) this.resolveDone?.();
+  }
+
+  /** The segment request `index` belongs to. */
+  private segmentOf(index: number): number {
+    let s = 0;
+    while (s + 1 < this.options.segments.length && index >= this.starts[s + 1]!) s++;
+    return s;
   }
 
   private send(index: number): void {
@@ -331,6 +367,8 @@ export class SegmentLoop {
         goodput: segment.seconds > 0 ? outcomes.ok / segment.seconds : 0,
         servedPerSecond: segment.seconds > 0 ? served[s]! / segment.seconds : 0,
         sendLagMs: percentiles(this.lag.slice(from, Math.max(from, Math.min(to, this.sent)))),
+        batches: this.batchIds?.[s]!.size ?? 0,
+        batchedItems: this.batchedItems[s]!,
       };
     });
     const seconds: SecondResult[] = [];
@@ -340,11 +378,9 @@ export class SegmentLoop {
       let to = from;
       while (to < this.total && Math.floor(this.intended[to]! / 1000) === second) to++;
       const o = this.outcomes(from, to);
-      let s = 0;
-      while (s + 1 < this.options.segments.length && from >= this.starts[s + 1]!) s++;
       seconds.push({
         second,
-        segment: this.options.segments[s]!.label,
+        segment: this.options.segments[this.segmentOf(from)]!.label,
         sent: o.sent,
         ok: o.ok,
         shed: o.shed,
