@@ -378,14 +378,19 @@ export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]):
   };
 }
 
-/** For bench/run.ts: the phases with a downstream of their own (50 ms, no jitter), stopped at the end. */
-export async function hotPathPhase(log: (line: string) => void, phases: readonly Phase[] = PHASES): Promise<HotPathResults> {
+/** Runs `run` in a context of its own: a downstream (50 ms, no jitter) stopped at the end, 64 bodies, no problems yet. */
+export async function withOwnDownstream<T>(log: (line: string) => void, run: (ctx: HotPathContext) => Promise<T>): Promise<T> {
   const downstream = await startDownstream(DOWNSTREAM_HOLD_MS);
   try {
-    return await runHotPath({ downstream, bodies: makeBodies(64), problems: [], log }, phases);
+    return await run({ downstream, bodies: makeBodies(64), problems: [], log });
   } finally {
     await downstream.stop();
   }
+}
+
+/** For bench/run.ts: the phases with a downstream of their own. */
+export function hotPathPhase(log: (line: string) => void, phases: readonly Phase[] = PHASES): Promise<HotPathResults> {
+  return withOwnDownstream(log, (ctx) => runHotPath(ctx, phases));
 }
 
 if (import.meta.main) {

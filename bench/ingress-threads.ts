@@ -31,20 +31,19 @@
  * The verdicts and the summary: bench/ingress-threads-report.ts.
  */
 import { cpus, loadavg } from 'node:os';
-import { startDownstream } from './children.ts';
 import { runStandalone } from './standalone.ts';
 import {
   CLOSED_CONNECTIONS,
   closedRun,
   DOWNSTREAM_HOLD_MS,
   latencyRun,
-  makeBodies,
   OPEN_CONNECTIONS,
   sidecarEnv,
   TIME,
   type ClosedRunFigures,
   type HotPathContext,
   type OpenRunFigures,
+  withOwnDownstream,
 } from './hot-path.ts';
 import { renderIngressThreads } from './ingress-threads-report.ts';
 import { sleep } from './stats.ts';
@@ -178,14 +177,9 @@ export async function runIngressThreads(ctx: HotPathContext, phases: readonly In
   };
 }
 
-/** For bench/run.ts: both phases with a downstream of their own (50 ms, no jitter), stopped at the end. */
-export async function ingressThreadsPhase(log: (line: string) => void, phases: readonly IngressPhase[] = INGRESS_PHASES): Promise<IngressThreadsResults> {
-  const downstream = await startDownstream(DOWNSTREAM_HOLD_MS);
-  try {
-    return await runIngressThreads({ downstream, bodies: makeBodies(64), problems: [], log }, phases);
-  } finally {
-    await downstream.stop();
-  }
+/** For bench/run.ts: both phases with a downstream of their own. */
+export function ingressThreadsPhase(log: (line: string) => void, phases: readonly IngressPhase[] = INGRESS_PHASES): Promise<IngressThreadsResults> {
+  return withOwnDownstream(log, (ctx) => runIngressThreads(ctx, phases));
 }
 
 if (import.meta.main) {
