@@ -1,9 +1,10 @@
 /**
  * The processes under test, each its own OS process so its CPU time and RSS
  * can be read from /proc: the simulated downstream (`node
- * sim/legacy-downstream.ts`), the bare Fastify baseline (bench/bare-server.ts)
- * and the sidecar (sim/sidecar-process.ts, i.e. `node src/main.ts`). Every
- * child is registered here and killed when the benchmark exits, however it exits.
+ * sim/legacy-downstream.ts`), the bare Fastify baseline (bench/bare-server.ts),
+ * the least batching route (bench/floor-server.ts) and the sidecar
+ * (sim/sidecar-process.ts, i.e. `node src/main.ts`). Every child is
+ * registered here and killed when the benchmark exits, however it exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -12,6 +13,7 @@ import { MAIN, startSidecar, type Exit, type SidecarProcess } from '../sim/sidec
 
 const DOWNSTREAM = fileURLToPath(new URL('../sim/legacy-downstream.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('./bare-server.ts', import.meta.url));
+const FLOOR = fileURLToPath(new URL('./floor-server.ts', import.meta.url));
 
 const live = new Set<ChildProcess>();
 
@@ -102,16 +104,27 @@ export function startDownstream(latencyMs: number): Promise<Child> {
   );
 }
 
+/** The origin from a baseline server's `{"msg":"<name> ready","port":N}` line; null for any other line. */
+function readyOrigin(name: string, line: string): string | null {
+  try {
+    const entry = JSON.parse(line) as { msg?: string; port?: number };
+    return entry.msg === `${name} ready` ? `http://127.0.0.1:${entry.port}` : null;
+  } catch {
+    return null;
+  }
+}
+
 /** bench/bare-server.ts on 127.0.0.1, an ephemeral port. */
 export function startBare(options: ChildOptions = {}): Promise<Child> {
-  return spawnReady('bare fastify', BARE, {}, (line) => {
-    try {
-      const entry = JSON.parse(line) as { msg?: string; port?: number };
-      return entry.msg === 'bare ready' ? `http://127.0.0.1:${entry.port}` : null;
-    } catch {
-      return null;
-    }
-  }, options);
+  return spawnReady('bare fastify', BARE, {}, (line) => readyOrigin('bare', line), options);
+}
+
+/** bench/floor-server.ts on 127.0.0.1, an ephemeral port, with the sidecar's DOWNSTREAM_URL, SHARD_COUNT, BATCH_MAX_WAIT_MS (and BATCH_MAX_SIZE) from `env`. */
+export function startFloor(env: Record<string, string>, options: ChildOptions = {}): Promise<Child> {
+  const knobs = Object.fromEntries(
+    ['DOWNSTREAM_URL', 'SHARD_COUNT', 'BATCH_MAX_WAIT_MS', 'BATCH_MAX_SIZE'].filter((name) => env[name] !== undefined).map((name) => [name, env[name]!]),
+  );
+  return spawnReady('floor', FLOOR, knobs, (line) => readyOrigin('floor', line), options);
 }
 
 export interface Sidecar extends Child {

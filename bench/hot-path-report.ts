@@ -183,6 +183,54 @@ export function hotPathVerdicts(r: HotPathResults): Verdict[] {
   return out;
 }
 
+/** The variants that ran, in the order bench/hot-path.ts starts them. */
+function variantsIn(r: HotPathResults): Variant[] {
+  const seen = new Set<Variant>([...r.latency, ...r.closed, ...r.burst].map((run) => run.variant));
+  return (['bare', 'floor', 'sidecar'] as const).filter((variant) => seen.has(variant));
+}
+
+export interface FloorRow {
+  readonly figure: string;
+  readonly bare: number | null;
+  readonly floor: number | null;
+  readonly sidecar: number | null;
+  readonly digits: number;
+}
+
+/**
+ * The same figures for the three variants (medians over rounds): what the
+ * design costs by itself (floor / bare) and what the sidecar's own code adds
+ * to it (sidecar / floor). Empty when the floor did not run.
+ */
+export function floorRows(r: HotPathResults): FloorRow[] {
+  const all = [...r.latency, ...r.closed, ...r.burst];
+  if (!all.some((run) => run.variant === 'floor')) return [];
+  const rows: FloorRow[] = [];
+  const row = <T extends { variant: Variant }>(figure: string, runs: readonly T[], pick: (run: T) => number | null | undefined, digits = 1): void => {
+    const of = (variant: Variant) => median(runsOf(runs, variant).map(pick));
+    rows.push({ figure, bare: of('bare'), floor: of('floor'), sidecar: of('sidecar'), digits });
+  };
+  for (const rate of [...new Set(r.latency.map((run) => run.rate))]) {
+    const at = r.latency.filter((run) => run.rate === rate);
+    row(`server CPU µs per request at ${num(rate, 0)} req/s`, at, (run) => run.cpuUsPerRequest);
+    row(`client p99 ms at ${num(rate, 0)} req/s`, at, (run) => run.measured.latencyMs?.p99);
+  }
+  if (r.closed.length > 0) {
+    row(`closed loop 2xx/s (${r.connections.closed} connections)`, r.closed, (run) => run.okPerSecond, 0);
+    row('closed loop p99 ms', r.closed, (run) => run.p99Ms, 0);
+    row('closed loop peak RSS MiB', r.closed, (run) => (run.server.peakRssBytes === null ? null : run.server.peakRssBytes / 2 ** 20), 0);
+  }
+  if (r.burst.length > 0) {
+    row('burst: p99 ms of all answers', r.burst, (run) => segment(run, 'burst')?.latencyMs?.p99, 0);
+    row('burst: 2xx/s arriving during it', r.burst, (run) => segment(run, 'burst')?.servedPerSecond, 0);
+  }
+  return rows;
+}
+
+function ratioCell(a: number | null, b: number | null): string {
+  return a === null || b === null || b <= 0 ? NA : `${num(a / b, 2)}×`;
+}
+
 /** What bent a run's figures on the generator's side (it sent late, or used most of a core); null when nothing did. */
 export function generatorCaveat(label: string, lagP99: number | null | undefined, cpuPercent: number): string | null {
   const parts: string[] = [];
@@ -221,7 +269,7 @@ export function renderHotPath(r: HotPathResults): string {
   push(
     '## Hot path (issue 10): sidecar against the bare route, client side, open loop',
     '',
-    `${r.date} · ${r.cpus} CPUs, load average ${num(r.loadAverageAtStart, 2)} at start · ${r.rounds} round(s), bare and sidecar alternated, each run a fresh process under \`node --trace-gc\`` +
+    `${r.date} · ${r.cpus} CPUs, load average ${num(r.loadAverageAtStart, 2)} at start · ${r.rounds} round(s), ${variantsIn(r).join(', ')} alternated, each run a fresh process under \`node --trace-gc\`` +
       (r.quick ? ' · **BENCH_QUICK: a smoke test, not a measurement**' : ''),
     '',
     `Load from bench/generator.ts in its own process; latency from each request's intended send time. Added p99 subtracts the ` +
@@ -236,6 +284,26 @@ export function renderHotPath(r: HotPathResults): string {
     ...verdicts.map((v) => `| ${v.name} | ${v.result} | ${v.target} | ${verdictCell(v.pass)} |`),
     '',
   );
+  const floor = floorRows(r);
+  if (floor.length > 0) {
+    push(
+      '### The floor: what the design costs before the sidecar\'s own code',
+      '',
+      'bench/floor-server.ts is the least batching route the fixed design allows: Fastify, the same shards and window, one undici ' +
+        'call per batch, each caller answered its result; no xstate, deadlines, admission, metrics or traces. ' +
+        'floor / bare is the cost of holding every answer for the window and the downstream and of one call per batch; ' +
+        'sidecar / floor is what the sidecar\'s own code adds to it.',
+      '',
+      '| figure | bare | floor | sidecar | floor / bare | sidecar / bare | sidecar / floor |',
+      '|---|---|---|---|---|---|---|',
+      ...floor.map(
+        (f) =>
+          `| ${f.figure} | ${num(f.bare, f.digits)} | ${num(f.floor, f.digits)} | ${num(f.sidecar, f.digits)} | ` +
+          `${ratioCell(f.floor, f.bare)} | ${ratioCell(f.sidecar, f.bare)} | ${ratioCell(f.sidecar, f.floor)} |`,
+      ),
+      '',
+    );
+  }
   const caveats = generatorCaveats(r);
   if (caveats.length > 0) push('Read with care (the generator shares the CPUs with the server):', '', ...caveats.map((c) => `- ${c}`), '');
   if (r.latency.length > 0) {

@@ -1,5 +1,5 @@
 /**
- * A server under test in bench/hot-path.ts (the bare route or the sidecar),
+ * A server under test in bench/hot-path.ts (the bare route, the floor or the sidecar),
  * started as its own process under `node --trace-gc --import
  * bench/probe-preload.ts`, and what it did in a measured window: CPU and peak
  * RSS from /proc, GC pauses from its trace, event-loop delay from the probe
@@ -11,7 +11,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Exit } from '../sim/sidecar-process.ts';
-import { startBare, startSidecarChild, type Child, type Sidecar } from './children.ts';
+import { startBare, startFloor, startSidecarChild, type Child, type Sidecar } from './children.ts';
 import { GcRecorder, type GcByIsolate, type GcFigures } from './gc-trace.ts';
 import * as metrics from './metrics.ts';
 import {
@@ -28,7 +28,8 @@ import {
 } from './proc.ts';
 import { sleep } from './stats.ts';
 
-export type Variant = 'bare' | 'sidecar';
+/** The bare route (no batching), the floor (the least batching route: bench/floor-server.ts), the sidecar. */
+export type Variant = 'bare' | 'floor' | 'sidecar';
 
 /** prom-client samples with monitorEventLoopDelay({ resolution: 10 }), as the probe does. */
 const EVENT_LOOP_RESOLUTION_MS = 10;
@@ -136,12 +137,13 @@ export interface Target {
   readonly ended: { exit: Exit | null };
 }
 
-/** Starts the bare route, or the sidecar with this environment, under --trace-gc and the event-loop probe. */
+/** Starts the bare route, the floor or the sidecar (the last two with this environment) under --trace-gc and the event-loop probe. */
 export async function startTarget(variant: Variant, env: Record<string, string>): Promise<Target> {
   const gc = new GcRecorder();
   const probe = new EventLoopProbe();
   const options = { nodeArgs: ['--trace-gc', '--import', PROBE], onLine: (line: string) => gc.line(line) || probe.line(line) };
-  const child = variant === 'bare' ? await startBare(options) : await startSidecarChild(env, options);
+  const child =
+    variant === 'bare' ? await startBare(options) : variant === 'floor' ? await startFloor(env, options) : await startSidecarChild(env, options);
   const ended: Target['ended'] = { exit: null };
   void child.exited.then((exit) => (ended.exit = exit));
   return { child, gc, probe, variant, ended };

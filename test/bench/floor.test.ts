@@ -1,0 +1,69 @@
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { shardForKey } from '../../src/actors/routing.ts';
+import { killAll, startFloor, type Child } from '../../bench/children.ts';
+import { floorRows } from '../../bench/hot-path-report.ts';
+import type { HotPathResults } from '../../bench/hot-path.ts';
+import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
+
+describe('bench/floor-server.ts, the least batching route', () => {
+  let downstream: LegacyDownstream | undefined;
+  let floor: Child | undefined;
+  afterEach(async () => {
+    await floor?.stop();
+    await downstream?.close();
+    floor = undefined;
+    downstream = undefined;
+    killAll();
+  });
+
+  async function post(origin: string, item: unknown) {
+    const { statusCode, headers, body } = await request(`${origin}/process`, {
+      method: 'POST',
+      body: JSON.stringify(item),
+      headers: { 'content-type': 'application/json' },
+    });
+    return { statusCode, batchId: headers['x-batch-id'], shard: headers['x-shard'], body: (await body.json()) as unknown };
+  }
+
+  it('answers each caller its own result, one downstream call per shard and window', async () => {
+    downstream = await LegacyDownstream.start({ latencyMs: 5, record: true });
+    floor = await startFloor({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '50' });
+    const items = Array.from({ length: 8 }, (_, i) => ({ key: `user-${i}`, n: i }));
+    const answers = await Promise.all(items.map((item) => post(floor!.url, item)));
+    answers.forEach((answer, i) => {
+      expect(answer.statusCode).toBe(200);
+      expect(answer.body).toEqual({ echo: items[i] });
+      expect(answer.shard).toBe(String(shardForKey(items[i]!.key, 2)));
+    });
+    // All eight arrive within one 50 ms window: one call per shard that got an item.
+    const shards = new Set(items.map((item) => shardForKey(item.key, 2)));
+    expect(downstream.received).toHaveLength(shards.size);
+    expect(new Set(answers.map((answer) => answer.batchId)).size).toBe(shards.size);
+  });
+
+  it('answers the whole batch 502 when the downstream fails it', async () => {
+    downstream = await LegacyDownstream.start({ latencyMs: 5, behaviour: 'status-500' });
+    floor = await startFloor({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '1', BATCH_MAX_WAIT_MS: '5' });
+    const answers = await Promise.all([post(floor.url, { key: 'a' }), post(floor.url, { key: 'b' })]);
+    expect(answers.map((answer) => answer.statusCode)).toEqual([502, 502]);
+  });
+});
+
+describe('floorRows (bench/hot-path-report.ts)', () => {
+  const open = (variant: string, cpuUsPerRequest: number, p99: number) => ({ variant, rate: 5000, cpuUsPerRequest, measured: { latencyMs: { p99 } } });
+  const results = (latency: unknown[]) => ({ latency, closed: [], burst: [], connections: { closed: 4000 } }) as unknown as HotPathResults;
+
+  it('gives each variant its median over rounds', () => {
+    const rows = floorRows(
+      results([open('bare', 30, 2), open('bare', 32, 4), open('floor', 50, 63), open('floor', 54, 65), open('sidecar', 60, 64), open('sidecar', 64, 66)]),
+    );
+    expect(rows.map((row) => row.figure)).toEqual(['server CPU µs per request at 5,000 req/s', 'client p99 ms at 5,000 req/s']);
+    expect(rows[0]).toMatchObject({ bare: 31, floor: 52, sidecar: 62 });
+    expect(rows[1]).toMatchObject({ bare: 3, floor: 64, sidecar: 65 });
+  });
+
+  it('is empty when the floor did not run', () => {
+    expect(floorRows(results([open('bare', 30, 2), open('sidecar', 60, 64)]))).toEqual([]);
+  });
+});
