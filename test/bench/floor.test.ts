@@ -28,7 +28,8 @@ describe('bench/floor-server.ts, the least batching route', () => {
 
   it('answers each caller its own result, one downstream call per shard and window', async () => {
     downstream = await LegacyDownstream.start({ latencyMs: 5, record: true });
-    floor = await startFloor({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '50' });
+    // A window long enough for all eight to arrive on a busy machine (new connections to a fresh process).
+    floor = await startFloor({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '1000' });
     const items = Array.from({ length: 8 }, (_, i) => ({ key: `user-${i}`, n: i }));
     const answers = await Promise.all(items.map((item) => post(floor!.url, item)));
     answers.forEach((answer, i) => {
@@ -36,7 +37,7 @@ describe('bench/floor-server.ts, the least batching route', () => {
       expect(answer.body).toEqual({ echo: items[i] });
       expect(answer.shard).toBe(String(shardForKey(items[i]!.key, 2)));
     });
-    // All eight arrive within one 50 ms window: one call per shard that got an item.
+    // All eight arrive within one window: one call per shard that got an item.
     const shards = new Set(items.map((item) => shardForKey(item.key, 2)));
     expect(downstream.received).toHaveLength(shards.size);
     expect(new Set(answers.map((answer) => answer.batchId)).size).toBe(shards.size);
