@@ -56,15 +56,8 @@ const admission = new Admission({
 telemetry.observeAdmission(admission);
 telemetry.observeLifecycle(() => lifecycle.phase);
 
-let sink: ItemSink;
-let ingress: Ingress;
-let listen: () => Promise<number>;
-if (threads === null) {
-  const answers = createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming });
-  sink = createReplySink(answers);
-} else {
-  sink = threads.sink;
-}
+const sink: ItemSink =
+  threads === null ? createReplySink(createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming })) : threads.sink;
 const batcher = new Batcher({
   config,
   downstream,
@@ -76,6 +69,8 @@ const batcher = new Batcher({
   },
 }).start();
 telemetry.observeShards(() => batcher.stats());
+let ingress: Ingress;
+let listen: () => Promise<number>;
 if (threads === null) {
   const app = buildApp({
     config,
