@@ -13,7 +13,8 @@
  * a benchmark baseline, not a service: bench/hot-path.ts runs it beside the
  * bare route and the sidecar, so that the cost of the design itself (holding
  * every answer for the window plus the downstream, one downstream call per
- * batch) is told apart from the cost of the sidecar's own code (ADR 0012).
+ * batch) is told apart from the cost of the sidecar's own code (ADR 0011; what it
+ * found: ADR 0013).
  *
  * Run alone: `DOWNSTREAM_URL=http://127.0.0.1:PORT/batch node
  * bench/floor-server.ts` (PORT, default 0; HOST, default 127.0.0.1;
@@ -104,7 +105,7 @@ class BatchAnswer implements Dispatcher.DispatchHandler {
 
 const app = Fastify({ logger: false, keepAliveTimeout: 65_000 });
 app.removeAllContentTypeParsers();
-app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
   try {
     done(null, { bytes: body, value: JSON.parse(body.toString('utf8')) as unknown });
   } catch (error) {
