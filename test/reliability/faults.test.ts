@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { LegacyDownstream, type LegacyOptions } from '../../sim/legacy-downstream.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
+import { ADMISSION_OFF } from '../support/admission-off.ts';
 import { post, type Answer } from '../support/http.ts';
 import { parsePrometheus, sumOf } from '../../sim/prometheus.ts';
 
@@ -21,13 +22,9 @@ describe('downstream faults', () => {
   beforeAll(async () => {
     downstream = await LegacyDownstream.start(HEALTHY);
     port = Number(new URL(downstream.url).port);
-    // Each fault is a burst of 400 at once; on a busy 2-core CI machine, with
-    // ingress threads, that makes the loops late for two samples and admission
-    // control refuses some (seen in CI: 503s in every fault case). That is its
-    // job, tested in test/integration/admission.test.ts; this suite is about
-    // what downstream faults answer, so it stays off here.
+    // Each fault case is a burst of 400 at once (see ADMISSION_OFF).
     sidecar = await startSidecar({
-      ADMISSION_MAX_LOOP_DELAY_MS: '0',
+      ...ADMISSION_OFF,
       DOWNSTREAM_URL: downstream.url,
       SHARD_COUNT: '4',
       BATCH_MAX_SIZE: '20',

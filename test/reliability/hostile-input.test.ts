@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
+import { ADMISSION_OFF } from '../support/admission-off.ts';
 import { post } from '../support/http.ts';
 import { parsePrometheus, valueOf } from '../../sim/prometheus.ts';
 
@@ -36,12 +37,8 @@ describe('hostile ingress', () => {
 
   beforeAll(async () => {
     downstream = await LegacyDownstream.start({ latencyMs: 2, record: true });
-    // Opening 2,000 connections at once can make the loops late for two
-    // samples on a busy 2-core machine, and admission control would then refuse
-    // a neighbour with a 503 (its job, tested in test/integration/admission.test.ts).
-    // This suite asks whether hostile input costs a neighbour its answer, so it
-    // stays off here.
-    sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, BATCH_MAX_WAIT_MS: '2', ADMISSION_MAX_LOOP_DELAY_MS: '0' });
+    // 2,000 connections opened at once, while every neighbour must get a 200 (see ADMISSION_OFF).
+    sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, BATCH_MAX_WAIT_MS: '2', ...ADMISSION_OFF });
     // Ordinary traffic all along: every one of these must succeed.
     neighbours = (async () => {
       const statuses: number[] = [];
