@@ -1,4 +1,5 @@
 import { WINDOW_MODES, type WindowMode } from './actors/batch-window.ts';
+import { CONCURRENCY_MODES, type ConcurrencyMode } from './actors/call-gate.ts';
 
 /**
  * Configuration: one typed, frozen object read from the environment once at
@@ -18,6 +19,10 @@ export interface Config {
   readonly batchMinWaitMs: number;
   readonly batchMaxBytes: number;
   readonly maxInflightBatches: number;
+  /** `adaptive`: one call limit for all shards, learned from the downstream's latency; `fixed`: MAX_INFLIGHT_BATCHES per shard. */
+  readonly downstreamConcurrency: ConcurrencyMode;
+  /** Longest expected wait in the sidecar an item is taken for (ms); beyond it, 503 at once. */
+  readonly maxQueueWaitMs: number;
   readonly maxQueuePerShard: number;
   readonly maxBodyBytes: number;
   readonly requestTimeoutMs: number;
@@ -77,7 +82,21 @@ export const VARIABLES: readonly Variable[] = [
   },
   { name: 'BATCH_MIN_WAIT_MS', fallback: '1', meaning: 'lower bound of the adaptive window (<= BATCH_MAX_WAIT_MS)' },
   { name: 'BATCH_MAX_BYTES', fallback: '1048576', meaning: 'byte cap of one batch body (the whole JSON array)' },
-  { name: 'MAX_INFLIGHT_BATCHES', fallback: '8', meaning: 'downstream calls in flight per shard' },
+  {
+    name: 'MAX_INFLIGHT_BATCHES',
+    fallback: '8',
+    meaning: 'downstream calls in flight per shard (fixed), or its product with SHARD_COUNT as the ceiling of the adaptive limit',
+  },
+  {
+    name: 'DOWNSTREAM_CONCURRENCY',
+    fallback: 'adaptive',
+    meaning: "adaptive (one call limit for all shards, learned from the downstream's latency) or fixed",
+  },
+  {
+    name: 'MAX_QUEUE_WAIT_MS',
+    fallback: '1000',
+    meaning: 'longest expected wait in the sidecar before an item is refused with 503 (it is never queued to expire)',
+  },
   { name: 'MAX_QUEUE_PER_SHARD', fallback: '10000', meaning: 'waiting items per shard before 503' },
   { name: 'MAX_BODY_BYTES', fallback: '65536', meaning: 'largest accepted item body' },
   { name: 'REQUEST_TIMEOUT_MS', fallback: '10000', meaning: 'default item deadline (x-timeout-ms may lower it)' },
@@ -188,6 +207,10 @@ export function loadConfig(env: Env): Config {
   if (batchMinWaitMs > batchMaxWaitMs) {
     throw new ConfigError('BATCH_MIN_WAIT_MS', `an integer from 0 to BATCH_MAX_WAIT_MS (${batchMaxWaitMs})`, String(batchMinWaitMs));
   }
+  const downstreamConcurrency = raw(env, 'DOWNSTREAM_CONCURRENCY') ?? 'adaptive';
+  if (!(CONCURRENCY_MODES as readonly string[]).includes(downstreamConcurrency)) {
+    throw new ConfigError('DOWNSTREAM_CONCURRENCY', `one of ${CONCURRENCY_MODES.join(', ')}`, downstreamConcurrency);
+  }
   const shardKeyField = env.SHARD_KEY_FIELD ?? 'key';
   if (shardKeyField === '') throw new ConfigError('SHARD_KEY_FIELD', 'a non-empty field name', shardKeyField);
   // Unset or empty: no per-item errors, every result passes through unchanged.
@@ -204,6 +227,8 @@ export function loadConfig(env: Env): Config {
     batchMinWaitMs,
     batchMaxBytes,
     maxInflightBatches: integer(env, 'MAX_INFLIGHT_BATCHES', 8, 1),
+    downstreamConcurrency: downstreamConcurrency as ConcurrencyMode,
+    maxQueueWaitMs: integer(env, 'MAX_QUEUE_WAIT_MS', 1000, 1, 2 ** 31 - 1),
     maxQueuePerShard: integer(env, 'MAX_QUEUE_PER_SHARD', 10000, 1),
     maxBodyBytes,
     requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 10000, 1, 2 ** 31 - 1),

@@ -42,6 +42,13 @@ export const SidecarErrors = {
     Error,
     NO_STACK,
   ),
+  SIDECAR_ERR_QUEUE_WAIT: createError(
+    'SIDECAR_ERR_QUEUE_WAIT',
+    "The wait in shard %s would outlast the item's deadline or MAX_QUEUE_WAIT_MS; retry later",
+    503,
+    Error,
+    NO_STACK,
+  ),
   SIDECAR_ERR_DRAINING: createError(
     'SIDECAR_ERR_DRAINING',
     'The sidecar is shutting down and takes no new work',

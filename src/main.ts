@@ -68,7 +68,10 @@ const batcher = new Batcher({
     setTimeout(() => process.exit(1), 500);
   },
 }).start();
-telemetry.observeShards(() => batcher.stats());
+telemetry.observeShards(
+  () => batcher.stats(),
+  () => batcher.callLimit,
+);
 let ingress: Ingress;
 let listen: () => Promise<number>;
 if (threads === null) {

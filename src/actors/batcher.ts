@@ -19,6 +19,7 @@ import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './batch.ts';
 import type { DispatchPolicy } from './dispatch-batch.ts';
 import { BatchWindow } from './batch-window.ts';
+import { CallGate } from './call-gate.ts';
 import { ShardRouter } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -27,7 +28,12 @@ export type BatcherConfig = Pick<
   Config,
   'shardCount' | 'batchMaxSize' | 'batchMaxWaitMs' | 'batchMaxBytes' | 'maxInflightBatches' | 'maxQueuePerShard'
 > &
-  Partial<Pick<Config, 'itemErrorField' | 'isolateFailedBatches' | 'batchWindowMode' | 'batchMinWaitMs'>>;
+  Partial<
+    Pick<
+      Config,
+      'itemErrorField' | 'isolateFailedBatches' | 'batchWindowMode' | 'batchMinWaitMs' | 'downstreamConcurrency' | 'maxQueueWaitMs'
+    >
+  >;
 
 export interface BatcherOptions {
   readonly config: BatcherConfig;
@@ -74,6 +80,7 @@ export interface BatchIntake {
 export class Batcher implements BatchIntake {
   readonly shardCount: number;
   private readonly queues: ShardQueue[];
+  private readonly gate: CallGate;
   private readonly supervisor: Actor<typeof supervisorMachine>;
   private readonly router: ShardRouter;
   private accepting = true;
@@ -95,6 +102,12 @@ export class Batcher implements BatchIntake {
       itemErrorField: config.itemErrorField ?? null,
       isolateFailedBatches: config.isolateFailedBatches ?? false,
     });
+    this.gate = new CallGate({
+      mode: config.downstreamConcurrency ?? 'adaptive',
+      shardCount: config.shardCount,
+      maxInflightBatches: config.maxInflightBatches,
+      batchMaxSize: config.batchMaxSize,
+    });
     this.queues = Array.from(
       { length: config.shardCount },
       (_, index) =>
@@ -103,6 +116,8 @@ export class Batcher implements BatchIntake {
           batchMaxSize: config.batchMaxSize,
           batchMaxBytes: config.batchMaxBytes,
           maxQueue: config.maxQueuePerShard,
+          maxQueueWaitMs: config.maxQueueWaitMs ?? Infinity,
+          gate: this.gate,
           batchIdPrefix,
           sink,
           now,
@@ -121,7 +136,6 @@ export class Batcher implements BatchIntake {
           queue,
           downstream,
           observer,
-          maxInflightBatches: config.maxInflightBatches,
           policy,
         })),
       },
@@ -148,8 +162,10 @@ export class Batcher implements BatchIntake {
   submit(shard: number, item: Item): SidecarError | null {
     if (!this.accepting) return new SidecarErrors.SIDECAR_ERR_DRAINING();
     const queue = this.queues[shard];
-    if (queue.offer(item)) return null;
-    const refusal: SidecarError = new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard);
+    const offer = queue.offer(item);
+    if (offer === 'taken') return null;
+    const refusal: SidecarError =
+      offer === 'full' ? new SidecarErrors.SIDECAR_ERR_QUEUE_FULL(shard) : new SidecarErrors.SIDECAR_ERR_QUEUE_WAIT(shard);
     refusal.retryAfterSeconds = queue.drainSeconds();
     return refusal;
   }
@@ -170,6 +186,11 @@ export class Batcher implements BatchIntake {
     let count = 0;
     for (const queue of this.queues) count += queue.rejectAll(error);
     return count;
+  }
+
+  /** Downstream calls allowed in flight now, all shards (sidecar_downstream_concurrency_limit). */
+  get callLimit(): number {
+    return this.gate.limit;
   }
 
   stats(): ShardStats[] {

@@ -1,5 +1,6 @@
 /**
- * A shard's recent drain rate, for the queue-full 503's `retry-after`
+ * A shard's recent drain rate, for the expected wait of a new item (the
+ * MAX_QUEUE_WAIT_MS refusal, ADR 0020) and the 503's `retry-after`
  * (ADR 0015): how many downstream calls it completes per second of *busy*
  * time, as an exponentially weighted moving average updated once per
  * finished call (never per item). Items drain at that many calls a second
@@ -13,11 +14,12 @@
  * figure would then say 20 s instead of 6.
  *
  * Busy time, not wall time: the interval a finished call accounts for starts
- * at the previous finish or when the shard last went from no call in flight
- * to one, whichever is later. An idle hour before a burst therefore does not
- * read as a rate of nearly zero; and when the queue is full (the only time
- * the estimate is used) the shard is busy throughout, so busy time is wall
- * time. Calls in flight together (pipelining) each count: 8 calls of 1 s in
+ * at the previous finish or when the shard last went from holding nothing (no
+ * item waiting, no call in flight) to holding work, whichever is later. An
+ * idle hour before a burst therefore does not read as a rate of nearly zero;
+ * and time an item spent waiting for a call slot (which the shards share in
+ * adaptive mode, ADR 0018) counts, so a shard that gets a quarter of the
+ * slots drains at a quarter of the rate. Calls in flight together (pipelining) each count: 8 calls of 1 s in
  * flight at once drain 8 batches a second.
  *
  * Both sums decay with the busy time that passed (half-life HALF_LIFE_MS), so
@@ -25,15 +27,22 @@
  * rate = Σ calls·w / Σ interval·w.
  */
 
-/** Older calls count half as much after this much busy time. */
-const HALF_LIFE_MS = 5_000;
+/**
+ * Older calls count half as much after this much busy time: short enough that
+ * the estimate follows the onset of a surge (when calls turn from quick small
+ * batches into slow full ones) within a second or two, long enough to span a
+ * few calls of a slow downstream. It was 5 s while only retry-after read it.
+ */
+const HALF_LIFE_MS = 1_000;
 
 export class DrainRate {
+  /** Busy ms per call recently (1000 ÷ callsPerSecond), kept for the per-item check; 0 until a call has been timed. */
+  msPerCall = 0;
   private calls = 0;
   private ms = 0;
   private lastFinish = Number.NEGATIVE_INFINITY;
 
-  /** A call ended at `now`; `busySince` is when the shard last went from no call in flight to one. */
+  /** A call ended at `now`; `busySince` is when the shard last went from holding nothing to holding work. */
   record(now: number, busySince: number): void {
     const from = this.lastFinish > busySince ? this.lastFinish : busySince;
     const interval = now > from ? now - from : 0;
@@ -41,6 +50,7 @@ export class DrainRate {
     const keep = interval === 0 ? 1 : 0.5 ** (interval / HALF_LIFE_MS);
     this.calls = this.calls * keep + 1;
     this.ms = this.ms * keep + interval;
+    this.msPerCall = this.ms / this.calls;
   }
 
   /** Calls completed per second of busy time, or null until a call has been timed. */

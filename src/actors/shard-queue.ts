@@ -6,12 +6,15 @@
  *
  *   offer(item) ──► open batch ──seal(trigger)──► ready FIFO ──takeReady()──► in flight
  *                   (≤ BATCH_MAX_SIZE items,       (sealed, waiting     (Map by batch id,
- *                    ≤ BATCH_MAX_BYTES body)        for a slot)          ≤ MAX_INFLIGHT_BATCHES)
+ *                    ≤ BATCH_MAX_BYTES body)        for a slot)          slots from the CallGate)
  *
  * Invariants:
  * - `waiting` counts unsettled items in the open batch, the ready FIFO and the
  *   halves of bisected batches waiting to be resent; an offer is refused once
  *   it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
+ * - An offer is also refused when the wait ahead of it would outlast its
+ *   deadline or MAX_QUEUE_WAIT_MS: the waiting items, in full batches, at the
+ *   shard's recent time per call (DrainRate). Nothing is queued to expire.
  * - A batch never holds more than BATCH_MAX_SIZE items nor a body over
  *   BATCH_MAX_BYTES: the size check seals the batch the moment it is full, and
  *   an item that would overflow the byte cap seals the batch before it and
@@ -32,6 +35,19 @@
  * else, so a later item never extends a window and a window change never
  * stretches a batch already open.
  *
+ * A window that closes while the CallGate has no slot for the shard does not
+ * seal the batch: the batch becomes due and stays open, still taking items up
+ * to BATCH_MAX_SIZE and BATCH_MAX_BYTES, and is sealed when a slot is its
+ * turn (`takeReady`). Under load the downstream gets fewer, fuller calls; with
+ * a slot free nothing waits longer than its window (ADR 0018). A due batch
+ * that fills is sealed by size like any other, and the next one opens with
+ * its own window.
+ *
+ * A call holds its slot until the downstream answers or DOWNSTREAM_TIMEOUT_MS
+ * passes, even once every item of its batch has been answered (deadline): the
+ * legacy system is still doing that work, and a slot freed early would only
+ * queue another call behind it (ADR 0019).
+ *
  * The machine is told only about state changes, never per item: one
  * `batch.sealed` per batch, when the size, the byte cap or the window sealed
  * it (dispatch now), and `batch.done` when a call ends while sealed batches
@@ -45,9 +61,10 @@
  * round and each finished call, never an item.
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
-import { Batch, type Item, type ItemSink, type Trigger } from './batch.ts';
-import { DrainRate } from './drain-rate.ts';
+import { Batch, type BatchOutcome, type Item, type ItemSink, type Trigger } from './batch.ts';
 import type { BatchWindow } from './batch-window.ts';
+import { callVerdict, type CallGate, type GateMember } from './call-gate.ts';
+import { DrainRate } from './drain-rate.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal = { readonly type: 'batch.sealed' } | { readonly type: 'batch.done' };
@@ -55,11 +72,22 @@ const SWEEP_INTERVAL_MS = 5;
 const SEALED: ShardSignal = Object.freeze({ type: 'batch.sealed' });
 const DONE: ShardSignal = Object.freeze({ type: 'batch.done' });
 
+/**
+ * What `offer` did with an item: took it, or why not (nothing is queued then):
+ * `full` when MAX_QUEUE_PER_SHARD items already wait, `too-long` when the wait
+ * ahead of it would outlast its deadline or MAX_QUEUE_WAIT_MS.
+ */
+export type Offer = 'taken' | 'full' | 'too-long';
+
 export interface ShardQueueOptions {
   readonly index: number;
   readonly batchMaxSize: number;
   readonly batchMaxBytes: number;
   readonly maxQueue: number;
+  /** MAX_QUEUE_WAIT_MS: the longest expected wait an item is taken for. */
+  readonly maxQueueWaitMs: number;
+  /** Decides when the shard may start a call (shared by every shard in adaptive mode). */
+  readonly gate: CallGate;
   /** Prefix of batch ids, unique per process start (ids stay unique across restarts). */
   readonly batchIdPrefix: string;
   readonly sink: ItemSink;
@@ -73,7 +101,7 @@ export interface ShardSignalTarget {
   send(signal: ShardSignal): void;
 }
 
-export class ShardQueue {
+export class ShardQueue implements GateMember {
   readonly index: number;
   readonly now: () => number;
   /** Unsettled items in the open batch, the ready FIFO and the halves waiting to be resent. */
@@ -83,12 +111,15 @@ export class ShardQueue {
   /** Items sealed into a batch by the drain trigger (reported when shutdown ends). */
   drainFlushed = 0;
   readonly inflight = new Map<string, Batch>();
-  /** Calls completed per second of busy time, recently (for the queue-full retry-after). */
+  /** Calls completed per second while the shard had work, recently (expected waits, retry-after). */
   readonly drainRate = new DrainRate();
   readonly window: BatchWindow;
 
   private readonly options: ShardQueueOptions;
   private open: Batch | null = null;
+  /** The open batch's window has closed while no slot was free: it leaves at the next slot. */
+  private openDue = false;
+  private readonly gate: CallGate;
   private readonly ready = new Fifo<Batch>();
   /** Halves of bisected batches, sent before the sealed batches in `ready`. */
   private readonly halves = new Fifo<Batch>();
@@ -98,7 +129,7 @@ export class ShardQueue {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepAt = Infinity;
   private lastSweep = -Infinity;
-  /** When the shard last went from no call in flight to one. */
+  /** When the shard last went from holding nothing (no item, no call) to holding work. */
   private busySince = 0;
 
   constructor(options: ShardQueueOptions) {
@@ -106,6 +137,8 @@ export class ShardQueue {
     this.index = options.index;
     this.now = options.now;
     this.window = options.window;
+    this.gate = options.gate;
+    this.gate.join(this);
   }
 
   /** The shard actor that receives this queue's signals (re-attached if the shard restarts). */
@@ -113,10 +146,17 @@ export class ShardQueue {
     this.target = target;
   }
 
-  /** Takes an item, or returns false when MAX_QUEUE_PER_SHARD items already wait. */
-  offer(item: Item): boolean {
-    const { batchMaxSize, batchMaxBytes, maxQueue } = this.options;
-    if (this.waiting >= maxQueue) return false;
+  /** Takes an item, or says why not: the queue is full, or the wait ahead of it is too long. */
+  offer(item: Item): Offer {
+    const { batchMaxSize, batchMaxBytes, maxQueue, maxQueueWaitMs } = this.options;
+    const waiting = this.waiting;
+    if (waiting >= maxQueue) return 'full';
+    if (waiting > 0) {
+      const waitMs = this.expectedWaitMs(waiting + 1);
+      if (waitMs > maxQueueWaitMs || item.acceptedAt + waitMs > item.deadline) return 'too-long';
+    } else if (this.inflight.size === 0) {
+      this.busySince = item.acceptedAt;
+    }
     const bytes = item.body.length; // read before anything changes: a bad item must not leave a half-made batch
     let sealed = false;
     let open = this.open;
@@ -138,17 +178,42 @@ export class ShardQueue {
     }
     if (item.deadline < this.sweepAt) this.armSweep(item.deadline);
     if (sealed) this.target?.send(SEALED);
-    return true;
+    return 'taken';
   }
 
   /**
-   * Seconds until the items waiting now would have left at the shard's recent
-   * drain rate: the batches they wait in (open, sealed, halves) at the recent
-   * calls per second; null until a call has been timed (ADR 0015).
+   * Expected ms until `items` waiting items have all left: in full batches, at
+   * the shard's recent time per call; 0 while no call has been timed. Under
+   * load batches leave full (they fill while they wait for a slot), so this is
+   * the wait; at light load it is a small fraction of the budget.
+   */
+  expectedWaitMs(items: number): number {
+    return Math.ceil(items / this.options.batchMaxSize) * this.drainRate.msPerCall;
+  }
+
+  /**
+   * Seconds until the items waiting now would have left (retry-after of a
+   * refusal, ADR 0015); null until a call has been timed.
    */
   drainSeconds(): number | null {
     if (this.waiting === 0) return 0;
-    return this.drainRate.secondsFor(this.ready.length + this.halves.length + (this.open === null ? 0 : 1));
+    return this.drainRate.msPerCall === 0 ? null : this.expectedWaitMs(this.waiting) / 1000;
+  }
+
+  /** Calls of this shard in flight (GateMember). */
+  get inflightCalls(): number {
+    return this.inflight.size;
+  }
+
+  /** When the first item of the next batch to send came; Infinity when none is due (GateMember). */
+  get waitingSince(): number {
+    const next = this.halves.peek() ?? this.ready.peek() ?? (this.openDue ? this.open : undefined);
+    return next === undefined || next === null ? Infinity : next.openedAt;
+  }
+
+  /** A slot is this shard's turn (GateMember): the machine dispatches. */
+  wake(): void {
+    this.target?.send(DONE);
   }
 
   /** Unsettled items in the shard's calls in flight (a handful of batches: read at shutdown steps only). */
@@ -163,6 +228,11 @@ export class ShardQueue {
     return this.open === null && this.ready.length === 0 && this.halves.length === 0;
   }
 
+  /** The gate in force (the shard machine asks it before each call). */
+  get callGate(): CallGate {
+    return this.gate;
+  }
+
   /** Moves the open batch, if any, to the ready FIFO (and stops its window timer). */
   seal(trigger: Trigger): void {
     const open = this.open;
@@ -175,6 +245,7 @@ export class ShardQueue {
     if (trigger === 'drain') this.drainFlushed += open.live;
     this.ready.push(open);
     this.open = null;
+    this.openDue = false;
   }
 
   /**
@@ -182,6 +253,8 @@ export class ShardQueue {
    * in flight; batches whose items have all expired are dropped on the way.
    */
   takeReady(): Batch | undefined {
+    // A due open batch leaves after every sealed one (it opened after them).
+    if (this.openDue && this.halves.length === 0 && this.ready.length === 0) this.seal('time');
     let batch: Batch | undefined;
     while ((batch = this.halves.shift() ?? this.ready.shift()) !== undefined) {
       // The sweep may not have run yet for an item that has just expired.
@@ -193,24 +266,34 @@ export class ShardQueue {
       if (batch.live !== batch.items.length) removeSettled(batch);
       this.waiting -= batch.live;
       batch.abort = new AbortController();
-      if (this.inflight.size === 0) this.busySince = this.now();
       this.inflight.set(batch.id, batch);
       return batch;
     }
     return undefined;
   }
 
-  /** The end of a dispatch round: the window controller sees the calls in flight and what still waits. */
+  /**
+   * The end of a dispatch round: the window controller sees the calls in
+   * flight and what still waits, and a slot left free goes to the shard whose
+   * turn it is (this one may have yielded it to an older batch).
+   */
   dispatched(): void {
-    this.window.dispatched(this.inflight.size, this.ready.length);
+    this.window.dispatched(this.inflight.size, this.ready.length + (this.openDue ? 1 : 0));
+    this.gate.offerFreeSlots();
   }
 
-  /** The batch's call is over (every item settled): it no longer counts as in flight. */
-  finish(batchId: string): void {
+  /**
+   * The batch's call is over (every item settled): it no longer counts as in
+   * flight, and its slot goes back to the gate with what the call measured.
+   */
+  finish(batchId: string, outcome: BatchOutcome): void {
     const batch = this.inflight.get(batchId);
     if (batch !== undefined) {
       this.inflight.delete(batchId);
-      this.drainRate.record(this.now(), this.busySince);
+      const now = this.now();
+      this.drainRate.record(now, this.busySince);
+      const verdict = callVerdict(outcome.status, outcome.error === null ? null : outcome.error.code);
+      this.gate.release(this, batch.downstreamMs, outcome.size, verdict, now);
       // A finished batch lets go of its items, and with them of every caller's
       // request, reply and body. Something still pointed at finished batches
       // during scavenges (a dead object already in the old generation, which
@@ -219,8 +302,9 @@ export class ShardQueue {
       // and 11 ms per scavenge; with this line 0.2 MB and 3.3 ms (ADR 0013).
       batch.items.length = 0;
     }
-    this.window.finished(this.inflight.size, this.ready.length);
-    if (this.ready.length > 0 || this.halves.length > 0 || this.draining) this.target?.send(DONE);
+    this.window.finished(this.inflight.size, this.ready.length + (this.openDue ? 1 : 0));
+    // While draining every finished call is a step towards the final state.
+    if (this.draining) this.target?.send(DONE);
   }
 
   /**
@@ -275,10 +359,14 @@ export class ShardQueue {
       }
     }
     this.open = null;
+    this.openDue = false;
     if (this.windowTimer !== null) clearTimeout(this.windowTimer);
     this.windowTimer = null;
     while (this.ready.shift() !== undefined);
     while (this.halves.shift() !== undefined);
+    // Nobody will read these answers: free the connections (the process is
+    // exiting, or the shard failed and restarts).
+    for (const batch of this.inflight.values()) if (!batch.answered) batch.abort?.abort();
     return count;
   }
 
@@ -311,12 +399,8 @@ export class ShardQueue {
   private markSettled(item: Item, batch: Batch): void {
     item.settled = true;
     batch.live--;
-    if (batch.abort === null) {
-      this.waiting--;
-    } else if (batch.live === 0 && !batch.answered) {
-      // Nobody waits for this call any more: free its connection and its slot.
-      batch.abort.abort();
-    }
+    // An item of a call in flight leaves the call running (ADR 0019).
+    if (batch.abort === null) this.waiting--;
   }
 
   private *batches(): IterableIterator<Batch> {
@@ -331,9 +415,10 @@ export class ShardQueue {
     this.windowTimer = setTimeout(this.sealOnTime, Math.max(0, closesAt - this.now()));
   }
 
+  /** The window closed: the batch is due, and leaves now if the gate has a slot for it, else at its turn. */
   private readonly sealOnTime = (): void => {
     this.windowTimer = null;
-    this.seal('time');
+    this.openDue = true;
     this.target?.send(SEALED);
   };
 

@@ -27,9 +27,12 @@
  *   BatchWindow says (batch-window.ts, ADR 0016). The controller hears the
  *   outcome of each dispatch round (here) and of each finished call
  *   (ShardQueue.finish): state changes, never items.
- * - Dispatch sends ready batches while fewer than MAX_INFLIGHT_BATCHES of the
- *   shard's are in flight (pipelined: the shard keeps collecting meanwhile).
- *   Each in-flight batch is a plain promise (dispatchBatch, which never
+ * - Dispatch sends ready batches while the CallGate (call-gate.ts) gives the
+ *   shard a slot: MAX_INFLIGHT_BATCHES of its own in fixed mode, a share of
+ *   the limit learned from the downstream in adaptive mode (ADR 0018),
+ *   pipelined either way: the shard keeps collecting meanwhile. A batch whose
+ *   window closed without a slot stays open and keeps filling; the gate wakes
+ *   the shard (`batch.done`) when a slot is its turn. Each in-flight batch is a plain promise (dispatchBatch, which never
  *   rejects), not a child actor: a child per batch cost about 0.5 ms of CPU per
  *   batch in xstate (ADR 0010). Its end is an event only when the machine has
  *   something to do about it.
@@ -37,9 +40,9 @@
  *   free, and is final once nothing waits and nothing is in flight. The ingress
  *   refuses new items before drain is sent (see batcher.ts).
  *
- * Invariants: at most MAX_INFLIGHT_BATCHES of the shard's batches are in flight
- * (ShardQueue counts them); ready batches leave in the order they were sealed;
- * an action that throws fails the shard, whose supervisor answers its callers
+ * Invariants: no more calls in flight than the gate allows (ShardQueue counts
+ * the shard's, the gate all of them); ready batches leave in the order they
+ * were sealed; an action that throws fails the shard, whose supervisor answers its callers
  * and restarts it.
  */
 import { setup } from 'xstate';
@@ -52,7 +55,6 @@ export interface ShardInput {
   readonly queue: ShardQueue;
   readonly downstream: Downstream;
   readonly observer: BatchObserver;
-  readonly maxInflightBatches: number;
   /** Per-item errors and bisection of failed batches (both off by default). */
   readonly policy?: DispatchPolicy;
 }
@@ -80,11 +82,15 @@ export const shardMachine = setup({
       context.queue.seal('drain');
     },
     dispatchReady: ({ context }) => {
-      const { queue, downstream, observer, maxInflightBatches, policy } = context;
-      while (queue.inflight.size < maxInflightBatches) {
+      const { queue, downstream, observer, policy } = context;
+      const gate = queue.callGate;
+      while (queue.waitingSince !== Infinity && gate.tryAcquire(queue)) {
         const batch = queue.takeReady();
-        if (batch === undefined) break;
-        void dispatchBatch({ batch, queue, downstream, observer, policy }).then(() => queue.finish(batch.id));
+        if (batch === undefined) {
+          gate.cancel(); // every item of it had expired
+          break;
+        }
+        void dispatchBatch({ batch, queue, downstream, observer, policy }).then((outcome) => queue.finish(batch.id, outcome));
       }
       queue.dispatched();
     },

@@ -26,7 +26,7 @@ export function errorHandlers(lifecycle: Lifecycle, metrics: Metrics): { readonl
     const code = error.code ?? 'SIDECAR_ERR_INTERNAL';
     if (count) metrics.request(outcomeOf(code, statusCode));
     // The shard's own estimate: waiting items ÷ its recent drain rate (ADR 0015).
-    if (code === 'SIDECAR_ERR_QUEUE_FULL') reply.header('retry-after', retryAfterValue((error as Partial<SidecarError>).retryAfterSeconds));
+    if (code === 'SIDECAR_ERR_QUEUE_FULL' || code === 'SIDECAR_ERR_QUEUE_WAIT') reply.header('retry-after', retryAfterValue((error as Partial<SidecarError>).retryAfterSeconds));
     if (code === 'SIDECAR_ERR_DRAINING' || lifecycle.isClosing) reply.header('connection', 'close');
     if (statusCode === 500) request.log.error({ err: error }, 'request failed');
     reply.code(statusCode).send({

@@ -258,9 +258,9 @@ export class IngressThreads implements Ingress {
     readItems(group, thread.index * SLOTS_PER_THREAD, (shard, item) => {
       const refusal = batcher.submit(shard, item);
       if (refusal === null) return;
-      // As in single-thread mode, a queue-full refusal names its shard.
-      const queueFull = refusal.code === 'SIDECAR_ERR_QUEUE_FULL';
-      this.queue(thread, ownerOf(item.owner as number).slot, queueFull ? shard : -1, item, null, toWire(refusal));
+      // As in single-thread mode, a shard's own refusal (full, wait too long) names its shard.
+      const byShard = refusal.code !== 'SIDECAR_ERR_DRAINING';
+      this.queue(thread, ownerOf(item.owner as number).slot, byShard ? shard : -1, item, null, toWire(refusal));
     });
   }
 

@@ -19,6 +19,7 @@ export type Outcome =
   | 'too_large'
   | 'unsupported_media_type'
   | 'queue_full'
+  | 'queue_wait'
   | 'overloaded'
   | 'draining'
   | 'shutdown_timeout'
@@ -33,6 +34,7 @@ export const OUTCOMES: readonly Outcome[] = [
   'too_large',
   'unsupported_media_type',
   'queue_full',
+  'queue_wait',
   'overloaded',
   'draining',
   'shutdown_timeout',
@@ -49,6 +51,8 @@ export function outcomeOf(code: string, statusCode: number): Outcome {
   switch (code) {
     case 'SIDECAR_ERR_QUEUE_FULL':
       return 'queue_full';
+    case 'SIDECAR_ERR_QUEUE_WAIT':
+      return 'queue_wait';
     case 'SIDECAR_ERR_OVERLOADED':
       return 'overloaded';
     case 'SIDECAR_ERR_DRAINING':
@@ -117,6 +121,8 @@ export class Metrics {
     batchMaxSize: number;
     /** The shards (queue depth, in-flight, window gauges); none on an ingress thread. */
     stats?: () => ShardStats[];
+    /** The downstream call limit in force, all shards; with `stats`. */
+    callLimit?: () => number;
     /** The lifecycle phase gauge; none on an ingress thread. */
     phase?: () => Phase;
     admission?: () => AdmissionSignals | null;
@@ -159,7 +165,7 @@ export class Metrics {
       buckets: OVERHEAD_BUCKETS,
       registers,
     });
-    const { stats, phase, admission } = options;
+    const { stats, callLimit, phase, admission } = options;
     if (admission !== undefined) {
       new Gauge({
         name: 'sidecar_admission_shed_ratio',
@@ -199,6 +205,16 @@ export class Metrics {
           for (const shard of stats()) this.labels(String(shard.shard)).set(shard.inflight);
         },
       });
+      if (callLimit !== undefined) {
+        new Gauge({
+          name: 'sidecar_downstream_concurrency_limit',
+          help: 'Downstream calls allowed in flight now, all shards (learned from the downstream latency, or the fixed total)',
+          registers,
+          collect() {
+            this.set(callLimit());
+          },
+        });
+      }
       new Gauge({
         name: 'sidecar_batch_window_seconds',
         help: "The window a shard's next batch gets (BATCH_MAX_WAIT_MS, or the adaptive window now)",

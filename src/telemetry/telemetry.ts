@@ -23,6 +23,7 @@ export class Telemetry implements BatchObserver {
   readonly tracing: Tracing | null;
   private readonly log: Logger;
   private shardStats: () => ShardStats[] = () => [];
+  private callLimit: () => number = () => 0;
   private phase: () => Phase = () => 'starting';
   private admission: AdmissionSignals | null = null;
 
@@ -32,6 +33,7 @@ export class Telemetry implements BatchObserver {
     this.metrics = new Metrics({
       batchMaxSize,
       stats: () => this.shardStats(),
+      callLimit: () => this.callLimit(),
       phase: () => this.phase(),
       admission: () => this.admission,
     });
@@ -43,9 +45,10 @@ export class Telemetry implements BatchObserver {
     return new Telemetry(log, tracing, batchMaxSize);
   }
 
-  /** Where the queue-depth, in-flight and window gauges read from at scrape time. */
-  observeShards(stats: () => ShardStats[]): void {
+  /** Where the queue-depth, in-flight, window and call-limit gauges read from at scrape time. */
+  observeShards(stats: () => ShardStats[], callLimit: () => number): void {
     this.shardStats = stats;
+    this.callLimit = callLimit;
   }
 
   /** Where the lifecycle-phase gauge reads from at scrape time. */

@@ -108,6 +108,8 @@ describe('adaptive window in the shard', () => {
     maxQueuePerShard: 100,
     batchWindowMode: 'adaptive',
     batchMinWaitMs: 2,
+    // The window reads the shard's own slots (MAX_INFLIGHT_BATCHES).
+    downstreamConcurrency: 'fixed',
   };
 
   function setup(config: Partial<BatcherConfig> = {}) {

@@ -32,6 +32,8 @@ const BASE: BatcherConfig = {
   batchMaxBytes: 1_000,
   maxInflightBatches: 2,
   maxQueuePerShard: 100,
+  // These tests pin a shard's own mechanics: its slots are its own (the shared, learned limit: call-gate.test.ts).
+  downstreamConcurrency: 'fixed',
 };
 
 function setupBatcher(config: Partial<BatcherConfig> = {}) {
@@ -184,16 +186,27 @@ describe('Batcher and shard actor', () => {
     expect(downstream.calls).toHaveLength(0);
   });
 
-  it('answers 504 at the deadline of an item in flight and aborts a call nobody waits for', async () => {
-    const { downstream, submit, sink, batcher } = setupBatcher({ batchMaxSize: 1 });
+  it('answers 504 at the deadline of an item in flight, and keeps the call and its slot until the downstream answers', async () => {
+    const { downstream, submit, sink, batcher } = setupBatcher({ batchMaxSize: 1, maxInflightBatches: 1 });
     submit(1, { timeoutMs: 100 });
     await settle();
     await vi.advanceTimersByTimeAsync(100);
     expect(sink.of(1)?.error?.code).toBe('SIDECAR_ERR_DEADLINE_EXCEEDED');
-    expect(downstream.calls[0].request.signal.aborted).toBe(true);
+    // The legacy system is still working on it: the call runs on and holds its slot (ADR 0019).
+    expect(downstream.calls[0].request.signal.aborted).toBe(false);
+    expect(batcher.stats()[0].inflight).toBe(1);
+    submit(2);
+    await settle();
+    expect(downstream.calls).toHaveLength(1);
+    downstream.calls[0].echo();
+    await settle();
+    expect(downstream.calls).toHaveLength(2);
+    downstream.calls[1].echo();
     await settle();
     expect(batcher.stats()[0].inflight).toBe(0);
-    expect(sink.answers).toHaveLength(1);
+    expect(sink.of(1)?.error?.code).toBe('SIDECAR_ERR_DEADLINE_EXCEEDED');
+    expect(sink.of(2)?.result).toEqual({ echo: { id: 2 } });
+    expect(sink.answers).toHaveLength(2);
   });
 
   it('fails every item of a failed batch and only that batch', async () => {

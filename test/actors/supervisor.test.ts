@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
 import { Item, NO_OBSERVER, type Batch, type ItemSink } from '../../src/actors/batch.ts';
 import { BatchWindow } from '../../src/actors/batch-window.ts';
+import { CallGate } from '../../src/actors/call-gate.ts';
 import { ShardQueue } from '../../src/actors/shard-queue.ts';
 import { shardMachine } from '../../src/actors/shard.machine.ts';
 import { MAX_SHARD_RESTARTS, supervisorMachine } from '../../src/actors/supervisor.machine.ts';
@@ -19,6 +20,7 @@ describe('supervisor', () => {
       reject: (item: Item, error: SidecarError) => answers.push({ id: item.owner as number, code: error.code }),
     };
     const downstream = new FakeDownstream();
+    const gate = new CallGate({ mode: 'fixed', shardCount: 2, maxInflightBatches: 2, batchMaxSize: 3 });
     const queues = [0, 1].map(
       (index) =>
         new ShardQueue({
@@ -26,6 +28,8 @@ describe('supervisor', () => {
           batchMaxSize: 3,
           batchMaxBytes: 1000,
           maxQueue: 10,
+          maxQueueWaitMs: Infinity,
+          gate,
           batchIdPrefix: 't',
           sink,
           now: () => Date.now(),
@@ -33,7 +37,7 @@ describe('supervisor', () => {
         }),
     );
     const supervisor = createActor(supervisorMachine.provide({ actors: { shard: shardLogic } }), {
-      input: { shards: queues.map((queue) => ({ queue, downstream, observer: NO_OBSERVER, maxInflightBatches: 2 })) },
+      input: { shards: queues.map((queue) => ({ queue, downstream, observer: NO_OBSERVER })) },
     }).start();
     const offer = (shard: number, id: number) =>
       queues[shard].offer(new Item(Buffer.from(JSON.stringify({ id })), Date.now(), Date.now() + 10_000, id));

@@ -23,6 +23,8 @@ describe('retry-after on a full queue', () => {
       MAX_INFLIGHT_BATCHES: '1',
       MAX_QUEUE_PER_SHARD: '60',
       BATCH_MAX_WAIT_MS: '50',
+      // This test fills the queue on purpose: the expected-wait refusal (6 s ahead) must not come first.
+      MAX_QUEUE_WAIT_MS: '60000',
     });
   });
   afterAll(async () => {

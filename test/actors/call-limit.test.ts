@@ -1,0 +1,159 @@
+import { describe, expect, it } from 'vitest';
+import { CallLimit, PROBE_BACKOFF_MAX_MS } from '../../src/actors/call-limit.ts';
+
+/**
+ * A downstream of `workers(t)` workers, fed by the law: each round every call
+ * in flight takes its service time, stretched by L / W when more calls are in
+ * flight than workers (Little's law), and the sidecar always has a batch
+ * waiting (held). Returns the limit after each round, with its time.
+ */
+function simulate(
+  law: CallLimit,
+  { seconds, workers, serviceMs = (items: number) => 50 + 0.5 * items, items = 100, held = true, start = 0 }: {
+    seconds: number;
+    workers: (t: number) => number;
+    serviceMs?: (items: number) => number;
+    items?: number;
+    held?: boolean;
+    start?: number;
+  },
+): { t: number; limit: number }[] {
+  const trace: { t: number; limit: number }[] = [];
+  let t = start;
+  while (t < start + seconds * 1000) {
+    const calls = law.limit;
+    const latency = serviceMs(items) * Math.max(1, calls / workers(t));
+    for (let i = 0; i < calls; i++) {
+      if (held) law.onHeld();
+      law.onSample(latency, items, t + latency);
+    }
+    t += latency;
+    trace.push({ t, limit: law.limit });
+  }
+  return trace;
+}
+
+/** A seeded generator (an LCG): the probe jitter, the same every run. */
+function seeded(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+}
+
+const share = (trace: { limit: number }[], ok: (limit: number) => boolean) => trace.filter((step) => ok(step.limit)).length / trace.length;
+
+describe('CallLimit', () => {
+  it('falls to the downstream\'s worker count when calls queue in it, and probes above it only now and then', () => {
+    const law = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100 });
+    // The first round at 32 calls sets the baseline at the queued latency; the
+    // next rounds see calls from a different size bucket... so start with a clean
+    // baseline, as after a round at a small limit.
+    law.onSample(100, 100, 0);
+    const trace = simulate(law, { seconds: 30, workers: () => 4, start: 1 });
+    const settled = trace.filter((step) => step.t > 3_000);
+    expect(settled.every((step) => step.limit >= 3 && step.limit <= 5)).toBe(true);
+    expect(share(settled, (limit) => limit === 4)).toBeGreaterThan(0.8);
+  });
+
+  it('rises to its ceiling against a downstream with room, while work waits for slots', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100 });
+    const trace = simulate(law, { seconds: 5, workers: () => Infinity });
+    expect(trace.at(-1)!.limit).toBe(32);
+    // One step a round: well within two seconds of 50-100 ms rounds.
+    expect(trace.find((step) => step.limit === 32)!.t).toBeLessThan(3_000);
+  });
+
+  it('does not rise while nothing waits for a slot', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100 });
+    simulate(law, { seconds: 5, workers: () => Infinity, held: false });
+    expect(law.limit).toBe(4);
+  });
+
+  it('follows a capacity that halves within 2 s, and recovers within 5 s of its return', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100 });
+    const workers = (t: number) => (t >= 10_000 && t < 15_000 ? 2 : 4);
+    const trace = simulate(law, { seconds: 25, workers });
+    const followed = trace.find((step) => step.t >= 10_000 && step.limit <= 2)!;
+    expect(followed.t - 10_000).toBeLessThan(2_000);
+    const recovered = trace.find((step) => step.t >= 15_000 && step.limit >= 4)!;
+    expect(recovered.t - 15_000).toBeLessThan(5_000);
+  });
+
+  it('judges a call against calls of its own size: bigger batches that take longer are not queueing', () => {
+    const law = new CallLimit({ max: 32, initial: 8, batchMaxSize: 100 });
+    // Service 50 ms + 1 ms per item, never queued; sizes alternate between 5 and 100 (3.5x apart).
+    for (let round = 0; round < 50; round++) {
+      const items = round % 2 === 0 ? 5 : 100;
+      for (let i = 0; i < law.limit; i++) law.onSample(50 + items, items, round * 200);
+    }
+    expect(law.limit).toBe(8);
+  });
+
+  it('two clients of one downstream share it: together they keep it busy with less than one call queued on average, in shares within 25% of each other', () => {
+    const a = new CallLimit({ max: 32, initial: 12, batchMaxSize: 100, random: seeded(1) });
+    const b = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(2) });
+    a.onSample(100, 100, 0);
+    b.onSample(100, 100, 0);
+    const workers = 4;
+    // A real downstream's latency varies a little from call to call (±3 %); without it
+    // the two clients would move in lockstep, which no two processes do.
+    const noise = seeded(4);
+    let t = 1;
+    const total: number[] = [];
+    const mean = { a: 0, b: 0 };
+    while (t < 30_000) {
+      const latency = 100 * Math.max(1, (a.limit + b.limit) / workers) * (0.97 + 0.06 * noise());
+      for (const law of [a, b]) {
+        const calls = law.limit;
+        for (let i = 0; i < calls; i++) {
+          law.onHeld();
+          law.onSample(latency, 100, t + latency);
+        }
+      }
+      t += latency;
+      if (t > 5_000) {
+        total.push(a.limit + b.limit);
+        mean.a += a.limit;
+        mean.b += b.limit;
+      }
+    }
+    // Together: the workers busy nearly always, and on average less than one call waiting in the downstream.
+    const average = total.reduce((sum, limit) => sum + limit, 0) / total.length;
+    expect(average).toBeLessThan(workers + 1);
+    const busy = total.reduce((sum, limit) => sum + Math.min(limit, workers) / workers, 0) / total.length;
+    expect(busy).toBeGreaterThan(0.9);
+    // Over time each gets about half: within 25% of each other (the bench's target for two processes).
+    expect(Math.abs(mean.a - mean.b) / Math.max(mean.a, mean.b)).toBeLessThan(0.25);
+  });
+
+  it('a timeout or an overloaded answer (drop) takes a quarter off at once', () => {
+    const law = new CallLimit({ max: 32, initial: 16, batchMaxSize: 100 });
+    law.onDrop(0);
+    expect(law.limit).toBe(12);
+    law.onDrop(1);
+    law.onDrop(2);
+    law.onDrop(3);
+    law.onDrop(4);
+    law.onDrop(5);
+    law.onDrop(6);
+    law.onDrop(7);
+    law.onDrop(8);
+    law.onDrop(9);
+    expect(law.limit).toBe(1);
+    law.onDrop(10);
+    expect(law.limit).toBe(1);
+  });
+
+  it('after a failed probe waits before the next one, longer each time, at most PROBE_BACKOFF_MAX_MS (jittered by up to half)', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(3) });
+    law.onSample(100, 100, 0);
+    const trace = simulate(law, { seconds: 30, workers: () => 4, start: 1 });
+    const probes = trace.filter((step, i) => i > 0 && step.limit > trace[i - 1].limit && step.limit === 5).map((step) => step.t);
+    const gaps = probes.slice(1).map((at, i) => at - probes[i]);
+    expect(Math.min(...gaps.slice(-5))).toBeGreaterThanOrEqual(PROBE_BACKOFF_MAX_MS / 2);
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(PROBE_BACKOFF_MAX_MS + 1_000);
+    expect(probes.length).toBeLessThan(30);
+  });
+});
