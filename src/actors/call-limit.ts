@@ -9,57 +9,79 @@
  * Why latency: a legacy downstream works W calls at a time and queues the
  * rest. By Little's law, with L calls in flight and L > W, each call spends
  * L / W of its service time in there, so its latency is L / W times what the
- * same call takes on an idle downstream. Below W the latency is the service
+ * same call takes on an idle downstream; below W the latency is the service
  * time. The limit we want is W, the knee, and the latency says when we have
  * passed it. Every client of the downstream sees the same latency, so two
  * sidecar processes in front of one downstream both back off (a count of our
  * own calls would not see the other's).
  *
- * The service time depends on the batch: a call of 100 items may cost twice
- * one of 5 items. So a sample is judged against the best latency seen recently
- * for calls of its size: the sizes 1..BATCH_MAX_SIZE fall into SIZE_BUCKETS
+ * Baseline. The service time depends on the batch: a call of 100 items may
+ * cost twice one of 5. The sizes 1..BATCH_MAX_SIZE fall into SIZE_BUCKETS
  * ranges, each with the minimum latency of the last 5-10 s (two slots of
- * BASELINE_SLOT_MS, the older dropped as a new one starts, so a downstream
- * that got slower for good is learned again within 10 s). A sample's ratio is
- * its latency over its bucket's minimum.
+ * BASELINE_SLOT_MS: a downstream that got slower for good is learned again
+ * within 10 s). A bucket's baseline is the lowest minimum of it and every
+ * larger bucket (a smaller batch never costs more on an idle downstream, and
+ * a bucket first seen while calls queued would otherwise keep a queued
+ * latency). A call's ratio is its latency over its bucket's baseline.
  *
- * The law, once per round (a round ends when as many samples as the limit
- * have come in, about one latency):
+ * Rounds. A round ends when as many calls as the limit have come back (about
+ * one latency); its ratio is their mean. After each change of the limit, one
+ * round's worth of calls is not judged: they were sent under the old limit.
+ * The floor is the lowest round ratio of the last 5-10 s, at most MAX_FLOOR:
+ * what a round reads without queueing (the downstream's own jitter).
  *
- *   queueing   the round's mean ratio is above 1 + TOLERANCE: calls waited in
- *              the downstream. estimate ← estimate / ratio (Little's law:
- *              L / (L / W) = W). The level that failed is remembered, and the
- *              next probe waits a backoff that doubles while probes keep
- *              failing (PROBE_BACKOFF_MIN..MAX_MS).
+ *   queueing   ratio > floor × (1 + TOLERANCE): calls waited in the
+ *              downstream. estimate ← estimate × floor / ratio (Little's law:
+ *              L / (L / W) = W).
  *   held       no queueing, and a batch waited for a call slot during the
- *              round (the limit held work back): probe one higher, once the
- *              backoff has passed. A round at the level that failed before,
- *              without queueing, clears the backoff: the capacity came back.
+ *              round (the limit held work back): probe higher once `probeAt`
+ *              has passed, by one call, or by a quarter while no round has
+ *              queued for SLOW_START_AFTER_MS (a downstream with room is found
+ *              within a second or two).
  *   otherwise  hold: nothing waits for a slot, more calls would not help.
  *
- * The limit enforced is the estimate rounded, at least 1. The estimate
- * keeps its fraction so that two clients sharing a downstream converge to
- * equal shares: both add the same steps, and each decrease divides both by
- * the same ratio, which shrinks the gap between them (as AIMD does); whole
- * numbers would round the gap back each time.
+ * Probing. At W + 1 every call waits in the downstream's queue for about two
+ * rounds, so how often the law probes decides the queue wait a steady load
+ * sees. It tells two cases apart by the best level that ran clean in the last
+ * 15-30 s (two slots of CEILING_SLOT_MS), the ceiling:
+ *   - queueing at a level above the ceiling is the knee: probe again only
+ *     after KNEE_PROBE_MS (jittered), a few rounds in a hundred;
+ *   - queueing at or below it means the capacity dropped: probe again after
+ *     PROBE_BACKOFF_MIN_MS, doubling to PROBE_BACKOFF_MAX_MS while probes keep
+ *     failing, so the limit climbs back within seconds of the capacity's
+ *     return, and a probe that runs clean clears the backoff.
+ * Waits are jittered (×0.5..1) so clients that backed off together do not
+ * probe together.
  *
- * Probes cost a little: at W + 1 one call waits in the downstream's queue for
- * about one round. The backoff keeps them rare at a steady knee (one every
- * PROBE_BACKOFF_MAX_MS) and quick after a capacity change (the level that
- * failed while capacity was down succeeds once it is back).
+ * The limit enforced is the estimate rounded, at least 1. The estimate keeps
+ * its fraction so that two clients sharing a downstream converge to equal
+ * shares: both add the same steps, and each decrease divides both by the
+ * same ratio, which shrinks the gap between them (as AIMD does).
  *
  * A call that timed out, or that the downstream refused with 503/429 (its own
  * queue is full), is a drop: the estimate falls by a quarter at once.
  */
 
-/** A round's mean latency over the baseline above which calls are taken to have queued. */
-export const TOLERANCE = 0.2;
+/** How far a round's ratio may stand above the floor before calls are taken to have queued. */
+export const TOLERANCE = 0.12;
+/**
+ * The floor never stands higher than this: a downstream whose latency varies
+ * by more from call to call is judged as if it did not, and a standing queue
+ * from the first call on (no clean round yet) still reads as queueing.
+ */
+export const MAX_FLOOR = 1.05;
 /** Sizes 1..BATCH_MAX_SIZE fall into this many equal ranges, each with its own baseline. */
 export const SIZE_BUCKETS = 16;
-/** A baseline is the minimum over the current slot and the one before. */
+/** Baselines and the floor are the minimum over the current slot and the one before. */
 export const BASELINE_SLOT_MS = 5_000;
+/** The ceiling is the best clean level over the current slot and the one before. */
+export const CEILING_SLOT_MS = 15_000;
 export const PROBE_BACKOFF_MIN_MS = 250;
 export const PROBE_BACKOFF_MAX_MS = 2_000;
+/** After a probe above the ceiling queued: the next one. */
+export const KNEE_PROBE_MS = 10_000;
+/** With no queueing for this long, probes grow by a quarter instead of one call. */
+export const SLOW_START_AFTER_MS = 30_000;
 /** A drop keeps this share of the limit. */
 const DROP_KEEP = 0.75;
 
@@ -83,14 +105,24 @@ export class CallLimit {
   private readonly current = new Float64Array(SIZE_BUCKETS).fill(Infinity);
   private readonly previous = new Float64Array(SIZE_BUCKETS).fill(Infinity);
   private slotStart = Number.NEGATIVE_INFINITY;
+  /** The lowest round ratio in the current slot and the one before. */
+  private floorCurrent = Infinity;
+  private floorPrevious = Infinity;
+  /** The highest limit that ran a clean round in the current ceiling slot and the one before. */
+  private ceilingCurrent = 0;
+  private ceilingPrevious = 0;
+  private ceilingSlotStart = Number.NEGATIVE_INFINITY;
   private samples = 0;
   private ratioSum = 0;
+  /** Calls still to come back that were sent before the last change: not judged. */
+  private unjudged = 0;
   /** A batch waited for a slot since the round began. */
   private held = false;
+  /** The last change was a probe up, not judged yet. */
+  private probing = false;
   private probeAt = Number.NEGATIVE_INFINITY;
   private backoffMs = 0;
-  /** The lowest level that queued, until a round there runs clean; Infinity when none. */
-  private failedLevel = Infinity;
+  private lastQueued = Number.NEGATIVE_INFINITY;
 
   constructor({ max, initial, batchMaxSize, random = Math.random }: CallLimitOptions) {
     this.random = random;
@@ -114,11 +146,17 @@ export class CallLimit {
     if (now - this.slotStart >= BASELINE_SLOT_MS) {
       this.previous.set(this.current);
       this.current.fill(Infinity);
+      this.floorPrevious = this.floorCurrent;
+      this.floorCurrent = Infinity;
       this.slotStart = now;
     }
     const bucket = Math.min(SIZE_BUCKETS - 1, Math.floor((items - 1) / this.bucketWidth));
     if (latencyMs < this.current[bucket]) this.current[bucket] = latencyMs;
-    const best = Math.min(this.current[bucket], this.previous[bucket]);
+    if (this.unjudged > 0) {
+      this.unjudged--;
+      return;
+    }
+    const best = this.baseline(bucket);
     this.ratioSum += best > 0 ? latencyMs / best : 1;
     if (++this.samples >= this.limit) this.endRound(now);
   }
@@ -127,29 +165,67 @@ export class CallLimit {
   onDrop(now: number): void {
     this.lower(this.estimate * DROP_KEEP, now);
     this.startRound();
+    this.unjudged = this.limit;
+  }
+
+  /**
+   * The best recent latency for calls of `bucket`'s sizes: its own minimum,
+   * or a larger bucket's if lower.
+   */
+  private baseline(bucket: number): number {
+    let best = Infinity;
+    for (let b = bucket; b < SIZE_BUCKETS; b++) {
+      const seen = Math.min(this.current[b], this.previous[b]);
+      if (seen < best) best = seen;
+    }
+    return best;
   }
 
   private endRound(now: number): void {
     const ratio = this.ratioSum / this.samples;
-    if (ratio > 1 + TOLERANCE) {
-      this.lower(this.estimate / ratio, now);
+    const before = this.estimate;
+    const floor = Math.min(this.floorCurrent, this.floorPrevious, ratio, MAX_FLOOR);
+    if (ratio < this.floorCurrent) this.floorCurrent = ratio;
+    if (now - this.ceilingSlotStart >= CEILING_SLOT_MS) {
+      this.ceilingPrevious = this.ceilingCurrent;
+      this.ceilingCurrent = 0;
+      this.ceilingSlotStart = now;
+    }
+    if (ratio > floor * (1 + TOLERANCE)) {
+      this.lower((this.estimate * floor) / ratio, now);
     } else {
-      if (this.limit >= this.failedLevel) {
-        // A clean round where calls queued before: the capacity is back.
-        this.failedLevel = Infinity;
+      if (this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
+      if (this.probing) {
+        // A probe ran clean: the next one may follow at once.
         this.backoffMs = 0;
         this.probeAt = now;
       }
-      if (this.held && now >= this.probeAt) this.estimate = Math.min(this.max, this.estimate + 1);
+      this.probing = false;
+      if (this.held && now >= this.probeAt && this.estimate < this.max) {
+        const step = now - this.lastQueued > SLOW_START_AFTER_MS ? Math.max(1, Math.floor(this.estimate / 4)) : 1;
+        this.estimate = Math.min(this.max, this.estimate + step);
+        this.probing = true;
+      }
     }
     this.startRound();
+    // The calls in flight now were sent under the old limit.
+    if (this.estimate !== before) this.unjudged = this.limit;
   }
 
   private lower(to: number, now: number): void {
-    this.failedLevel = Math.min(this.failedLevel, this.limit);
-    this.backoffMs = Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
-    // Jittered, so that clients of one downstream that backed off together do not probe together.
-    this.probeAt = now + this.backoffMs * (0.5 + 0.5 * this.random());
+    const level = this.limit;
+    this.lastQueued = now;
+    this.probing = false;
+    let waitMs: number;
+    if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious)) {
+      // Above the best level that ran clean lately: the knee. Probing it again soon would only queue calls.
+      waitMs = KNEE_PROBE_MS;
+    } else {
+      // A level that ran clean lately queues now: the capacity dropped, and may come back.
+      this.backoffMs = Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
+      waitMs = this.backoffMs;
+    }
+    this.probeAt = now + waitMs * (0.5 + 0.5 * this.random());
     this.estimate = Math.max(1, to);
   }
 
