@@ -38,10 +38,10 @@ export interface Config {
   readonly itemErrorField: string | null;
   /** Bisect a batch the downstream failed (non-2xx or bad body) to isolate the failing items. */
   readonly isolateFailedBatches: boolean;
-  /** Smoothed event-loop delay (ms) above which POST /process is refused with 503; 0 = admission control off. */
-  readonly admissionMaxLoopDelayMs: number;
-  /** How often admission control samples the event-loop delay (ms). */
-  readonly admissionSampleMs: number;
+  /** Header carrying the edge stamp, lower case; null when empty (stamps ignored). */
+  readonly requestStartHeader: string | null;
+  /** Admission control: the edge wait a standing backlog may reach before old requests get 503 (ms); 0 = no such refusal. */
+  readonly admissionMaxEdgeWaitMs: number;
   /** HTTP ingress threads; 1 serves HTTP on the batcher's own thread (ADR 0017). */
   readonly ingressThreads: number;
 }
@@ -114,11 +114,15 @@ export const VARIABLES: readonly Variable[] = [
     meaning: 'bisect a failed batch to find the failing items (resends items): true|false',
   },
   {
-    name: 'ADMISSION_MAX_LOOP_DELAY_MS',
-    fallback: '30',
-    meaning: 'admission control: smoothed event-loop delay above which new work gets 503 (0 = off)',
+    name: 'REQUEST_START_HEADER',
+    fallback: 'x-request-start',
+    meaning: "header with the load balancer's receipt time (t=<s.ms>, epoch ms or µs): deadlines count from it (empty: ignore)",
   },
-  { name: 'ADMISSION_SAMPLE_MS', fallback: '10', meaning: 'admission control: how often the event-loop delay is sampled' },
+  {
+    name: 'ADMISSION_MAX_EDGE_WAIT_MS',
+    fallback: '500',
+    meaning: 'admission control: while edge waits stand above this, requests that waited longer get 503 (0 = off)',
+  },
   {
     name: 'INGRESS_THREADS',
     fallback: '1',
@@ -211,6 +215,11 @@ export function loadConfig(env: Env): Config {
   if (!(CONCURRENCY_MODES as readonly string[]).includes(downstreamConcurrency)) {
     throw new ConfigError('DOWNSTREAM_CONCURRENCY', `one of ${CONCURRENCY_MODES.join(', ')}`, downstreamConcurrency);
   }
+  // Empty turns stamps off: read without trim-to-undefined, as SHARD_KEY_FIELD is.
+  const requestStartHeader = (env.REQUEST_START_HEADER ?? 'x-request-start').trim().toLowerCase();
+  if (requestStartHeader !== '' && !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(requestStartHeader)) {
+    throw new ConfigError('REQUEST_START_HEADER', 'an HTTP header name, or empty to ignore edge stamps', requestStartHeader);
+  }
   const shardKeyField = env.SHARD_KEY_FIELD ?? 'key';
   if (shardKeyField === '') throw new ConfigError('SHARD_KEY_FIELD', 'a non-empty field name', shardKeyField);
   // Unset or empty: no per-item errors, every result passes through unchanged.
@@ -241,8 +250,8 @@ export function loadConfig(env: Env): Config {
     serverTiming: boolean(env, 'SERVER_TIMING', true),
     itemErrorField,
     isolateFailedBatches: boolean(env, 'ISOLATE_FAILED_BATCHES', false),
-    admissionMaxLoopDelayMs: integer(env, 'ADMISSION_MAX_LOOP_DELAY_MS', 30, 0, 60_000),
-    admissionSampleMs: integer(env, 'ADMISSION_SAMPLE_MS', 10, 1, 1000),
+    requestStartHeader: requestStartHeader === '' ? null : requestStartHeader,
+    admissionMaxEdgeWaitMs: integer(env, 'ADMISSION_MAX_EDGE_WAIT_MS', 500, 0, 2 ** 31 - 1),
     ingressThreads: integer(env, 'INGRESS_THREADS', 1, 1, 64),
   });
 }

@@ -36,8 +36,7 @@ const log = pino({ level: config.logLevel });
 const telemetry = await Telemetry.start({ env: process.env, log, batchMaxSize: config.batchMaxSize });
 const lifecycle = new Lifecycle();
 const downstream = new DownstreamClient(config);
-// With ingress threads, this thread only batches; its own loop's admission
-// share is imposed on every ingress thread.
+// With ingress threads, this thread only batches: each ingress thread has its own admission control.
 const threads =
   config.ingressThreads > 1
     ? new IngressThreads({
@@ -49,10 +48,10 @@ const threads =
       })
     : null;
 const admission = new Admission({
-  maxLoopDelayMs: config.admissionMaxLoopDelayMs,
-  sampleMs: config.admissionSampleMs,
-  onShare: threads === null ? undefined : (share) => threads.impose(share),
-}).start();
+  header: config.requestStartHeader,
+  requestTimeoutMs: config.requestTimeoutMs,
+  maxEdgeWaitMs: config.admissionMaxEdgeWaitMs,
+});
 telemetry.observeAdmission(admission);
 telemetry.observeLifecycle(() => lifecycle.phase);
 

@@ -50,8 +50,10 @@ describe('configuration', () => {
     ['BATCH_WINDOW_MODE', 'smart'],
     ['BATCH_MIN_WAIT_MS', '-1'],
     ['BATCH_MIN_WAIT_MS', '11'],
-    ['ADMISSION_MAX_LOOP_DELAY_MS', '-5'],
-    ['ADMISSION_SAMPLE_MS', '0'],
+    ['ADMISSION_MAX_EDGE_WAIT_MS', '-5'],
+    ['REQUEST_START_HEADER', 'x request start'],
+    ['DOWNSTREAM_CONCURRENCY', 'elastic'],
+    ['MAX_QUEUE_WAIT_MS', '0'],
     ['INGRESS_THREADS', '0'],
     ['INGRESS_THREADS', '2.5'],
     ['INGRESS_THREADS', '65'],
@@ -60,11 +62,20 @@ describe('configuration', () => {
     expect(() => loadConfig({ ...URL_ONLY, [name]: value })).toThrow(new RegExp(`^${name}=`));
   });
 
-  it('reads the admission-control knobs', () => {
-    expect(loadConfig(URL_ONLY)).toMatchObject({ admissionMaxLoopDelayMs: 30, admissionSampleMs: 10 });
-    expect(loadConfig({ ...URL_ONLY, ADMISSION_MAX_LOOP_DELAY_MS: '0', ADMISSION_SAMPLE_MS: '20' })).toMatchObject({
-      admissionMaxLoopDelayMs: 0,
-      admissionSampleMs: 20,
+  it('reads the admission-control knobs and the edge-stamp header (empty: stamps ignored)', () => {
+    expect(loadConfig(URL_ONLY)).toMatchObject({ admissionMaxEdgeWaitMs: 500, requestStartHeader: 'x-request-start' });
+    expect(loadConfig({ ...URL_ONLY, ADMISSION_MAX_EDGE_WAIT_MS: '0', REQUEST_START_HEADER: 'X-Queue-Start' })).toMatchObject({
+      admissionMaxEdgeWaitMs: 0,
+      requestStartHeader: 'x-queue-start',
+    });
+    expect(loadConfig({ ...URL_ONLY, REQUEST_START_HEADER: '' }).requestStartHeader).toBeNull();
+  });
+
+  it('reads the shield: DOWNSTREAM_CONCURRENCY (default adaptive) and MAX_QUEUE_WAIT_MS (default 1000)', () => {
+    expect(loadConfig(URL_ONLY)).toMatchObject({ downstreamConcurrency: 'adaptive', maxQueueWaitMs: 1000 });
+    expect(loadConfig({ ...URL_ONLY, DOWNSTREAM_CONCURRENCY: 'fixed', MAX_QUEUE_WAIT_MS: '250' })).toMatchObject({
+      downstreamConcurrency: 'fixed',
+      maxQueueWaitMs: 250,
     });
   });
 

@@ -1,209 +1,170 @@
 /**
- * Admission control: refuse new work cheaply when the event loop, not the
- * downstream, is the bottleneck (ADR 0012).
+ * Admission control: refuse, cheaply and early, only what cannot be answered
+ * in time (ADR 0020, which replaces ADR 0012's event-loop-delay law).
  *
- * Under a burst beyond what one core can parse and answer, requests do not
- * wait in the shard queues (those never fill): they wait in socket buffers
- * while the loop works through everything that arrived before them. Nothing
- * inside the process sees that wait except the loop itself, which runs late.
- * So:
+ * The signal is the edge stamp (edge-stamp.ts): how long each request waited
+ * before the sidecar read it, as the load balancer in front says. That wait is
+ * where a backlog lives when more arrives than the process can parse (in the
+ * callers' connection pools, the balancer's queue, the socket buffers), and
+ * nothing inside the process can see it: the event loop runs equally late in
+ * a saturated closed loop, where every request is answered in time and none
+ * should be refused, and under a burst, where the oldest requests are already
+ * lost. So:
  *
- * - Signal. A timer every ADMISSION_SAMPLE_MS measures how late it fired
- *   (the event-loop delay), smoothed over time (an EWMA with a 200 ms time
- *   constant, so a sample's weight grows with the time it covers).
- * - Trigger. Refusing starts only when the smoothed delay is above
- *   ADMISSION_MAX_LOOP_DELAY_MS *and* the last two samples were each later
- *   than it: one GC pause, or one wave of a few thousand requests arriving
- *   at once, makes one late sample and sheds nobody; a saturated loop is
- *   late on every sample.
- * - Law. While overloaded, the share of new requests refused rises by a step
- *   proportional to how far above the limit the delay is (at most +0.3 a
- *   sample), up to half of them; once the smoothed delay is below half the limit the share decays
- *   (×0.7 a sample, then 0); in between it holds. Refusals are spread evenly
- *   (a credit counter, not a coin flip), so a 40 % share refuses exactly 2 of
- *   every 5 arrivals.
- * - Where. In the HTTP server's own request listener, before Fastify builds
- *   its request, reply, logger and routes, and before the body is read: a
- *   refusal is one prepared 503 written with `writeHead` (measured: ADR 0012).
- *   Node then discards the unread body and keeps the connection.
- * - Retry-After. As long as the current overload has lasted, in whole
- *   seconds, 1..60: a caller refused 10 s into an overload is told to stay
- *   away longer than one refused in its first second.
+ * - Expired. A request whose deadline (REQUEST_TIMEOUT_MS, or x-timeout-ms
+ *   below it, counted from the stamp) has passed on arrival gets 504 at once:
+ *   nobody waits for its answer any more.
+ * - Overloaded, as CoDel judges a queue (Nichols and Jacobson; Facebook's
+ *   queue CoDel; Uber's QALM): at the end of each INTERVAL_MS, the smallest
+ *   edge wait seen in it says whether a standing backlog exists. One slow
+ *   request, or one wave of arrivals, leaves some requests with short waits
+ *   and the minimum low; a standing backlog delays every one. While the
+ *   minimum stood above ADMISSION_MAX_EDGE_WAIT_MS in the last interval, a
+ *   request that waited longer than that is refused with 503 and
+ *   `retry-after`. The fresher requests are served, and in time: the backlog
+ *   is cut from its old end (serving the oldest first, as a FIFO does, would
+ *   answer every request late).
+ * - Otherwise, admitted: a saturated closed loop has short edge waits (each
+ *   caller sends its next request when answered) and is served, not refused.
+ *   A request without a usable stamp is always admitted.
  *
- * Only POST /process is ever refused; probes and /metrics always answer.
+ * Where: in the HTTP server's own request listener, before Fastify builds its
+ * request, reply, logger and routes, and before the body is read: a refusal is
+ * one prepared answer written with `writeHead` (ADR 0012). Node then discards
+ * the unread body and keeps the connection. Only POST /process is judged;
+ * probes and /metrics always answer.
  *
- * With INGRESS_THREADS > 1 (ADR 0017) every ingress thread samples its own
- * loop and refuses at its own share, and the batcher thread samples its loop
- * too and imposes its share on every ingress thread (`impose`): a thread
- * refuses at the larger of the two, so a saturated batcher thread sheds work
- * at the doors, before it is parsed and handed over.
+ * No timer runs: the law moves only when a stamped request arrives, so an
+ * idle sidecar spends nothing on it. With INGRESS_THREADS > 1 every ingress
+ * thread judges the requests it reads on its own (ADR 0017).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
-import { SidecarErrors } from '../errors.ts';
+import { SidecarErrors, type SidecarError } from '../errors.ts';
+import { edgeWaitMs } from './edge-stamp.ts';
 import { retryAfterValue } from './retry-after.ts';
 
 export interface AdmissionOptions {
-  /** Smoothed event-loop delay above which requests are refused; 0 turns admission control off. */
-  readonly maxLoopDelayMs: number;
-  /** How often the delay is sampled. */
-  readonly sampleMs: number;
-  /** Monotonic clock in ms; tests pass their own. */
+  /** The edge-stamp header, lower case (REQUEST_START_HEADER); null: stamps are ignored, nothing is judged. */
+  readonly header: string | null;
+  /** REQUEST_TIMEOUT_MS: a request's deadline when x-timeout-ms does not lower it. */
+  readonly requestTimeoutMs: number;
+  /** ADMISSION_MAX_EDGE_WAIT_MS: the edge wait a standing backlog may reach; 0 turns the refusals off (504s stay). */
+  readonly maxEdgeWaitMs: number;
+  /** Epoch ms (the stamp's clock); tests pass their own. */
   readonly now?: () => number;
-  /** Told the new share after each sample that changed it (the batcher thread imposes it on ingress threads). */
-  readonly onShare?: (share: number) => void;
 }
 
-/** Time constant of the smoothed delay, ms. */
-const SMOOTHING_MS = 200;
-/** Consecutive late samples (each later than the limit) before refusing starts. */
-const LATE_SAMPLES = 2;
-/** The largest rise of the refused share in one sample. */
-const MAX_STEP = 0.3;
-/** Each sample below half the limit keeps this much of the share. */
-const DECAY = 0.7;
-/**
- * The most that is ever refused. Refusing feeds itself when callers retry at
- * once (a closed loop: every fast 503 brings the next request straight back,
- * so the loop stays late however much is refused); capped, at least half of
- * the arrivals are still served while a refusal costs a fraction of a
- * request's CPU (ADR 0012).
- */
-const MAX_SHARE = 0.5;
-/** A share below this is treated as none. */
-const MIN_SHARE = 0.02;
+/** What the law makes of one arrival. */
+export type Judgement = 'admit' | 'expired' | 'refuse';
 
-/** The 503's body, in the Fastify error shape every other answer uses (prepared once). */
-const OVERLOADED = new SidecarErrors.SIDECAR_ERR_OVERLOADED();
-const OVERLOADED_BODY = Buffer.from(
-  JSON.stringify({ statusCode: OVERLOADED.statusCode, code: OVERLOADED.code, error: STATUS_CODES[503], message: OVERLOADED.message }),
-);
-const OVERLOADED_LENGTH = String(OVERLOADED_BODY.length);
+/** CoDel's interval: the minimum edge wait over this long says whether a backlog stands. */
+export const INTERVAL_MS = 100;
+
+/** A prepared answer in the Fastify error shape every other answer uses. */
+function prepared(error: SidecarError): { readonly body: Buffer; readonly length: string } {
+  const body = Buffer.from(
+    JSON.stringify({ statusCode: error.statusCode, code: error.code, error: STATUS_CODES[error.statusCode], message: error.message }),
+  );
+  return { body, length: String(body.length) };
+}
+const OVERLOADED = prepared(new SidecarErrors.SIDECAR_ERR_OVERLOADED());
+const EXPIRED = prepared(new SidecarErrors.SIDECAR_ERR_DEADLINE_EXCEEDED());
 
 export class Admission {
-  /** Share of new /process requests refused now, 0..0.5. */
-  shedShare = 0;
-  /** Smoothed event-loop delay, ms. */
-  delayMs = 0;
+  /** A standing backlog was seen in the last interval: old requests are refused (sidecar_admission_overloaded). */
+  overloaded = false;
 
-  private readonly maxDelayMs: number;
-  private readonly sampleMs: number;
+  private readonly header: string | null;
+  private readonly requestTimeoutMs: number;
+  private readonly maxEdgeWaitMs: number;
   private readonly now: () => number;
-  private readonly onShare: ((share: number) => void) | undefined;
-  private credit = 0;
-  private lastSample = 0;
+  private intervalEnd = Number.NEGATIVE_INFINITY;
+  private intervalMin = Infinity;
   private overloadedSince = 0;
-  private lateSamples = 0;
-  private timer: NodeJS.Timeout | null = null;
-  /** The share another thread imposes (the batcher thread's, ADR 0017); 0 otherwise. */
-  private imposedShare = 0;
-  private imposedSince = 0;
 
-  constructor({ maxLoopDelayMs, sampleMs, now = () => performance.now(), onShare }: AdmissionOptions) {
-    this.maxDelayMs = maxLoopDelayMs;
-    this.onShare = onShare;
-    this.sampleMs = sampleMs;
+  constructor({ header, requestTimeoutMs, maxEdgeWaitMs, now = Date.now }: AdmissionOptions) {
+    this.header = header === null || header === '' ? null : header.toLowerCase();
+    this.requestTimeoutMs = requestTimeoutMs;
+    this.maxEdgeWaitMs = maxEdgeWaitMs;
     this.now = now;
-    this.lastSample = now();
   }
 
+  /** Edge stamps are read (REQUEST_START_HEADER is set). */
   get enabled(): boolean {
-    return this.maxDelayMs > 0;
+    return this.header !== null;
   }
 
-  /** Starts sampling (nothing when disabled). The timer never keeps the process alive. */
-  start(): this {
-    if (!this.enabled || this.timer !== null) return this;
-    this.lastSample = this.now();
-    // One Timeout for the process's life, re-armed with refresh(): no timer object per sample.
-    this.timer = setTimeout(() => {
-      this.observe(this.now());
-      this.timer?.refresh();
-    }, this.sampleMs);
-    this.timer.unref();
-    return this;
-  }
-
-  /** One sample taken at `now` (the timer's, or a test's). */
-  observe(now: number): void {
-    const elapsed = now - this.lastSample;
-    const late = Math.max(0, elapsed - this.sampleMs);
-    this.lastSample = now;
-    this.delayMs += (1 - Math.exp(-elapsed / SMOOTHING_MS)) * (late - this.delayMs);
-    const limit = this.maxDelayMs;
-    this.lateSamples = late > limit ? this.lateSamples + 1 : 0;
-    const before = this.shedShare;
-    if (this.delayMs > limit && (this.shedShare > 0 || this.lateSamples >= LATE_SAMPLES)) {
-      if (this.shedShare === 0) this.overloadedSince = now;
-      this.shedShare = Math.min(MAX_SHARE, this.shedShare + Math.min(MAX_STEP, (0.1 * this.delayMs) / limit));
-    } else if (this.delayMs < limit / 2 && this.shedShare > 0) {
-      this.shedShare *= DECAY;
-      if (this.shedShare < MIN_SHARE) {
-        this.shedShare = 0;
-        this.credit = 0;
-      }
+  /**
+   * One stamped arrival that waited `edgeMs` at the edge, with a deadline
+   * `timeoutMs` after its stamp, received at `now` (epoch ms).
+   */
+  judge(edgeMs: number, timeoutMs: number, now: number): Judgement {
+    if (now >= this.intervalEnd) {
+      // An interval with no arrival after the last one (an idle gap) has no backlog in it.
+      const standing = now < this.intervalEnd + INTERVAL_MS && this.intervalMin > this.maxEdgeWaitMs;
+      if (standing && !this.overloaded) this.overloadedSince = now;
+      this.overloaded = standing && this.maxEdgeWaitMs > 0;
+      this.intervalEnd = now + INTERVAL_MS;
+      this.intervalMin = Infinity;
     }
-    if (this.shedShare !== before) this.onShare?.(this.shedShare);
-  }
-
-  /** Refuse at least `share` from now on (the batcher thread's own share; 0 lifts it). */
-  impose(share: number): void {
-    if (share > 0 && this.imposedShare === 0) this.imposedSince = this.now();
-    this.imposedShare = share;
-    if (share === 0 && this.shedShare === 0) this.credit = 0;
-  }
-
-  /** The share refused now: this loop's, or the one imposed on it if larger. */
-  get share(): number {
-    return this.shedShare > this.imposedShare ? this.shedShare : this.imposedShare;
-  }
-
-  /** Should this arrival be refused? Spreads refusals evenly at the current share. */
-  refuse(): boolean {
-    const share = this.share;
-    if (share === 0) return false;
-    this.credit += share;
-    if (this.credit < 1) return false;
-    this.credit -= 1;
-    return true;
+    if (edgeMs < this.intervalMin) this.intervalMin = edgeMs;
+    if (edgeMs >= timeoutMs) return 'expired';
+    return this.overloaded && edgeMs > this.maxEdgeWaitMs ? 'refuse' : 'admit';
   }
 
   /** Seconds a refused caller should wait: how long this overload has lasted, 1..60. */
-  retryAfter(): string {
-    const since = this.shedShare > 0 ? this.overloadedSince : this.imposedSince;
-    return retryAfterValue((this.now() - since) / 1000);
+  retryAfter(now: number): string {
+    return retryAfterValue((now - this.overloadedSince) / 1000);
   }
 
   /**
    * Wraps the HTTP server's request listener (Fastify's `serverFactory`): a
-   * POST /process that arrives while the share is above zero may get the
-   * prepared 503 here, before Fastify sees it. `onRefused` counts it.
+   * stamped POST /process that is expired or refused is answered here, before
+   * Fastify sees it. `onAnswered` counts it ('timeout' or 'overloaded').
    */
   guard(
     handler: (request: IncomingMessage, response: ServerResponse) => void,
     path: string,
     accepting: () => boolean,
-    onRefused: () => void,
+    onAnswered: (outcome: 'timeout' | 'overloaded') => void,
   ): (request: IncomingMessage, response: ServerResponse) => void {
-    if (!this.enabled) return handler;
+    const header = this.header;
+    if (header === null) return handler;
     return (request, response) => {
-      // Cheapest test first: the share is 0 whenever the loops keep up.
-      if ((this.shedShare > 0 || this.imposedShare > 0) && request.method === 'POST' && isPath(request.url, path) && accepting() && this.refuse()) {
-        onRefused();
-        response.writeHead(503, [
-          'content-type',
-          'application/json; charset=utf-8',
-          'content-length',
-          OVERLOADED_LENGTH,
-          'retry-after',
-          this.retryAfter(),
-        ]);
-        response.end(OVERLOADED_BODY);
-        return;
+      const stamp = request.headers[header];
+      // Cheapest test first: most requests either carry no stamp or are admitted.
+      if (stamp !== undefined && request.method === 'POST' && isPath(request.url, path) && accepting()) {
+        const now = this.now();
+        const edgeMs = edgeWaitMs(stamp, now);
+        if (edgeMs === edgeMs) {
+          const timeoutMs = requestTimeoutMs(request.headers['x-timeout-ms'], this.requestTimeoutMs);
+          const judgement = this.judge(edgeMs, timeoutMs, now);
+          if (judgement !== 'admit') {
+            onAnswered(judgement === 'expired' ? 'timeout' : 'overloaded');
+            const answer = judgement === 'expired' ? EXPIRED : OVERLOADED;
+            const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', answer.length];
+            if (judgement === 'expired') response.writeHead(504, headers);
+            else response.writeHead(503, [...headers, 'retry-after', this.retryAfter(now)]);
+            response.end(answer.body);
+            return;
+          }
+        }
       }
       handler(request, response);
     };
   }
+}
+
+/**
+ * A request's deadline in ms after its stamp: x-timeout-ms when it is a
+ * positive integer below `defaultMs`, else `defaultMs`. An x-timeout-ms that
+ * does not parse counts as absent here; the route answers it 400.
+ */
+export function requestTimeoutMs(header: string | string[] | undefined, defaultMs: number): number {
+  if (typeof header !== 'string') return defaultMs;
+  const ms = header.trim() === '' ? Number.NaN : Number(header);
+  return Number.isSafeInteger(ms) && ms > 0 && ms < defaultMs ? ms : defaultMs;
 }
 
 /** `/process` or `/process?...` (the route Fastify would match). */

@@ -30,22 +30,17 @@ export interface AppOptions {
   /** What GET /metrics answers: `metrics`, or every thread's merged. */
   readonly exposition: MetricsExposition;
   readonly log: Logger;
-  /** Refuses POST /process before Fastify sees it while the event loop is saturated. */
+  /** Answers stamped POST /process requests that are expired, or too old while a backlog stands, before Fastify sees them. */
   readonly admission: Admission;
 }
 
 export function buildApp({ config, intake, lifecycle, metrics, tracing, exposition, log, admission }: AppOptions): FastifyInstance {
   const app = Fastify({
     // Our own server so that admission control (src/http/admission.ts) sits in
-    // its request listener, in front of Fastify; the timeouts Fastify would
+    // its request listener, in front of Fastify and before the body is read; the timeouts Fastify would
     // set on a server it made are set here instead.
     serverFactory: (handler) => {
-      const guarded = admission.guard(
-        handler,
-        PROCESS_URL,
-        () => lifecycle.acceptsWork,
-        () => metrics.request('overloaded'),
-      );
+      const guarded = admission.guard(handler, PROCESS_URL, () => lifecycle.acceptsWork, (outcome) => metrics.request(outcome));
       // A client gets 10 s to send its headers and 15 s for the whole request
       // (408 after that): slowloris senders and bodies that never end are cut
       // off instead of holding a socket and a parser for ever. Node's defaults
@@ -75,6 +70,6 @@ export function buildApp({ config, intake, lifecycle, metrics, tracing, expositi
   registerRequestSpans(app, tracing, PROCESS_URL);
   registerProbes(app, lifecycle);
   registerMetricsRoute(app, exposition);
-  registerProcessRoute(app, { config, intake, lifecycle, errorHandler: errors.process });
+  registerProcessRoute(app, { config, intake, lifecycle, metrics, errorHandler: errors.process });
   return app;
 }

@@ -13,20 +13,32 @@ import { keyBytes, MAX_KEY_BYTES } from '../actors/routing.ts';
 import type { Config } from '../config.ts';
 import { SidecarErrors } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { edgeWaitMs } from './edge-stamp.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Ms the request waited before the sidecar read it, from its edge stamp; -1 without one. */
+    edgeWaitMs: number;
+  }
+}
 
 /** The one route that takes work. */
 export const PROCESS_URL = '/process';
 
 export interface ProcessRouteOptions {
-  readonly config: Pick<Config, 'shardKeyField' | 'requestTimeoutMs'>;
+  readonly config: Pick<Config, 'shardKeyField' | 'requestTimeoutMs' | 'requestStartHeader'>;
   readonly intake: BatchIntake;
   readonly lifecycle: Lifecycle;
+  /** sidecar_edge_wait_seconds. */
+  readonly metrics: Metrics;
   /** Answers the route's errors (and counts their outcomes): src/http/error-handler.ts. */
   readonly errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void;
 }
 
-export function registerProcessRoute(app: FastifyInstance, { config, intake, lifecycle, errorHandler }: ProcessRouteOptions): void {
-  const { shardKeyField, requestTimeoutMs } = config;
+export function registerProcessRoute(app: FastifyInstance, { config, intake, lifecycle, metrics, errorHandler }: ProcessRouteOptions): void {
+  const { shardKeyField, requestStartHeader } = config;
+  app.decorateRequest('edgeWaitMs', -1);
 
   /** The shard key's bytes: the x-shard-key header, else the body's SHARD_KEY_FIELD (string or number). */
   function shardKey(request: FastifyRequest): Buffer | undefined {
@@ -42,10 +54,22 @@ export function registerProcessRoute(app: FastifyInstance, { config, intake, lif
 
   function timeoutMs(request: FastifyRequest): number {
     const header = request.headers['x-timeout-ms'];
-    if (header === undefined) return requestTimeoutMs;
+    if (header === undefined) return config.requestTimeoutMs;
     const ms = typeof header === 'string' && header.trim() !== '' ? Number(header) : Number.NaN;
     if (!Number.isSafeInteger(ms) || ms <= 0) throw new SidecarErrors.SIDECAR_ERR_INVALID_TIMEOUT();
-    return ms < requestTimeoutMs ? ms : requestTimeoutMs;
+    return ms < config.requestTimeoutMs ? ms : config.requestTimeoutMs;
+  }
+
+  /** The edge wait from the stamp (observed), or 0 without a usable one; the deadline counts from the stamp. */
+  function edgeWait(request: FastifyRequest): number {
+    if (requestStartHeader === null) return 0;
+    const header = request.headers[requestStartHeader];
+    if (header === undefined) return 0;
+    const waited = edgeWaitMs(header, Date.now());
+    if (waited !== waited) return 0; // NaN: unusable, ignored
+    request.edgeWaitMs = waited;
+    metrics.edgeWaitSeconds(waited / 1000);
+    return waited;
   }
 
   app.post(PROCESS_URL, { errorHandler }, (request: FastifyRequest, reply: FastifyReply): void => {
@@ -55,7 +79,7 @@ export function registerProcessRoute(app: FastifyInstance, { config, intake, lif
     const key = shardKey(request);
     if (key !== undefined && key.length > MAX_KEY_BYTES) throw new SidecarErrors.SIDECAR_ERR_KEY_TOO_LONG(MAX_KEY_BYTES);
     const now = performance.now();
-    const item = new Item(request.rawBody, now, now + timeoutMs(request), reply);
+    const item = new Item(request.rawBody, now, now - edgeWait(request) + timeoutMs(request), reply);
     const span = request.requestSpan; // set only when sampled (request-spans.ts)
     if (span !== null) item.traceLink = span.spanContext();
     const shard = intake.route(key);

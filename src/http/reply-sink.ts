@@ -85,13 +85,16 @@ export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTi
      * its items spent in the downstream (with bisection, every call the item
      * went through). With SERVER_TIMING on, the same figures go into the
      * answer's `server-timing`: queue, downstream (D) and sidecar (time in the
-     * sidecar − D, what sidecar_overhead_seconds observes).
+     * sidecar − D, what sidecar_overhead_seconds observes), after the edge
+     * wait (`edge;dur=E`) when the request carried an edge stamp.
      */
     timing(reply, queueMs, downstreamMs, ended, shared) {
       const elapsed = reply.elapsedTime;
       if (ended) metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
       if (!serverTiming) return null;
-      return `queue;dur=${ms(queueMs)}${shared}${ms(elapsed - downstreamMs)}`;
+      const timing = `queue;dur=${ms(queueMs)}${shared}${ms(elapsed - downstreamMs)}`;
+      const edge = reply.request.edgeWaitMs;
+      return edge < 0 ? timing : `edge;dur=${ms(edge)}, ${timing}`;
     },
     result(reply, payload, batchId, shard, timing) {
       metrics.request('ok');

@@ -5,8 +5,7 @@
  * answers as one group per event-loop turn.
  *
  * It is also the process's ingress for the rest of the batcher thread: the
- * lifecycle phases and the batcher thread's admission share are broadcast to
- * every thread; the shutdown steps (close the listeners, close connections,
+ * lifecycle phases are broadcast to every thread; the shutdown steps (close the listeners, close connections,
  * stop) go to every thread and wait for every thread; /metrics merges every
  * thread's registry with this thread's.
  *
@@ -146,11 +145,6 @@ export class IngressThreads implements Ingress {
     for (const thread of others) thread.post({ type: 'listen', port: bound, host });
     await Promise.all(others.map((thread) => thread.listening.promise));
     return bound;
-  }
-
-  /** The batcher thread's admission share, imposed on every ingress thread. */
-  impose(share: number): void {
-    this.broadcast({ type: 'admission', share });
   }
 
   async close(): Promise<{ closed: Promise<void> }> {

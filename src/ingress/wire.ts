@@ -13,8 +13,7 @@
  *   (serialised on the batcher thread) or the error's fields, and each batch's
  *   id once.
  *
- * The rest are control messages: listen, phase changes, the admission share
- * the batcher thread imposes, the shutdown steps, and calls with a reply
+ * The rest are control messages: listen, phase changes, the shutdown steps, and calls with a reply
  * (the merged /metrics).
  */
 import type { MessagePort, Worker } from 'node:worker_threads';
@@ -71,7 +70,6 @@ export type ToIngress =
   | ReplyMessage
   | { readonly type: 'listen'; readonly port: number; readonly host: string }
   | { readonly type: 'phase'; readonly phase: Phase }
-  | { readonly type: 'admission'; readonly share: number }
   | { readonly type: 'close' }
   | { readonly type: 'close-idle' }
   | { readonly type: 'close-all' }

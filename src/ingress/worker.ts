@@ -6,8 +6,8 @@
  * the batcher: its BatchIntake collects the turn's items into one ItemGroup
  * for the batcher thread, and the answers come back in AnswerGroups.
  *
- * It also has its own admission control (its own loop's delay, at least the
- * share the batcher thread imposes), its own request metrics (merged into the
+ * It also has its own admission control (the edge waits of the requests it
+ * reads, ADR 0020), its own request metrics (merged into the
  * process's one /metrics by the batcher thread) and, when tracing is on, its
  * own SDK for request spans (the batch spans, on the batcher thread, link to
  * them by context). The lifecycle is the batcher thread's, mirrored here.
@@ -48,7 +48,11 @@ const config = loadConfig(process.env);
 const log = pino({ level: config.logLevel }, pino.destination({ fd: 1, sync: true })).child({ ingressThread: index });
 const tracing = await Tracing.start(process.env);
 const lifecycle = new Lifecycle();
-const admission = new Admission({ maxLoopDelayMs: config.admissionMaxLoopDelayMs, sampleMs: config.admissionSampleMs }).start();
+const admission = new Admission({
+  header: config.requestStartHeader,
+  requestTimeoutMs: config.requestTimeoutMs,
+  maxEdgeWaitMs: config.admissionMaxEdgeWaitMs,
+});
 const metrics = new Metrics({ batchMaxSize: config.batchMaxSize, admission: () => admission, processMetrics: false });
 const answers = createAnswers(lifecycle, metrics, { serverTiming: config.serverTiming });
 const calls = new Calls();
@@ -156,9 +160,6 @@ port.on('message', (message: ToIngress) => {
       return;
     case 'phase':
       lifecycle.phase = message.phase;
-      return;
-    case 'admission':
-      admission.impose(message.share);
       return;
     case 'listen':
       // Fastify hands its options to Node's server.listen, which takes reusePort

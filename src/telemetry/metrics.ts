@@ -70,10 +70,9 @@ export function outcomeOf(code: string, statusCode: number): Outcome {
   return 'internal';
 }
 
-/** What the admission-control gauges read at scrape time (src/http/admission.ts). */
+/** What the admission-control gauge reads at scrape time (src/http/admission.ts). */
 export interface AdmissionSignals {
-  readonly shedShare: number;
-  readonly delayMs: number;
+  readonly overloaded: boolean;
 }
 
 /** Batch-size buckets: 1, 2, 5, then ten steps up to BATCH_MAX_SIZE. */
@@ -87,6 +86,8 @@ export function batchSizeBuckets(batchMaxSize: number): number[] {
 
 /** Overhead is milliseconds; the 15 ms target is a bucket edge. */
 const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1];
+/** Edge waits: from a few ms in a balancer's queue to the default 10 s deadline. */
+const EDGE_WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const DOWNSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** One child per label value, each exported as 0 from the start (so rates and alerts see every series). */
@@ -107,6 +108,7 @@ export class Metrics {
   private readonly batchSize: Histogram;
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
+  private readonly edgeWait: Histogram;
 
   /**
    * Every metric of SPEC §7 for the sources given. In INGRESS_THREADS mode
@@ -159,6 +161,12 @@ export class Metrics {
       buckets: DOWNSTREAM_BUCKETS,
       registers,
     });
+    this.edgeWait = new Histogram({
+      name: 'sidecar_edge_wait_seconds',
+      help: 'Wait before the sidecar read a request, from its edge stamp (REQUEST_START_HEADER); stamped requests only',
+      buckets: EDGE_WAIT_BUCKETS,
+      registers,
+    });
     this.overhead = new Histogram({
       name: 'sidecar_overhead_seconds',
       help: "Time an item spent in the sidecar minus its batch's downstream call",
@@ -168,21 +176,12 @@ export class Metrics {
     const { stats, callLimit, phase, admission } = options;
     if (admission !== undefined) {
       new Gauge({
-        name: 'sidecar_admission_shed_ratio',
-        help: 'Share of new POST /process requests admission control refuses now (0 while the event loop keeps up; the largest over ingress threads)',
+        name: 'sidecar_admission_overloaded',
+        help: 'Admission control: 1 while a standing backlog of edge waits is cut from its old end, else 0 (the largest over ingress threads)',
         registers,
         aggregator: 'max',
         collect() {
-          this.set(admission()?.shedShare ?? 0);
-        },
-      });
-      new Gauge({
-        name: 'sidecar_admission_loop_delay_seconds',
-        help: 'Smoothed event-loop delay that admission control acts on (the largest over threads)',
-        registers,
-        aggregator: 'max',
-        collect() {
-          this.set((admission()?.delayMs ?? 0) / 1000);
+          this.set(admission()?.overloaded === true ? 1 : 0);
         },
       });
     }
@@ -247,6 +246,10 @@ export class Metrics {
 
   request(outcome: Outcome): void {
     this.requests[outcome].inc();
+  }
+
+  edgeWaitSeconds(seconds: number): void {
+    this.edgeWait.observe(seconds);
   }
 
   overheadSeconds(seconds: number): void {

@@ -1,79 +1,137 @@
 /**
- * Admission control against the real process: a downstream whose answers are
- * heavy (every result padded to 300 kB) keeps the sidecar's event loop busy
- * parsing and serialising, so the loop runs late while clients keep sending.
- * The sidecar must refuse a share of the new requests with 503
- * SIDECAR_ERR_OVERLOADED and `retry-after` before reading them, answer every
- * other one with its own result, count the refusals, and keep its probes up.
+ * Edge stamps and admission control against the real process (SPEC §2, ADR
+ * 0020): `x-request-start` in its three forms, the deadline counted from the
+ * stamp (504 at once, before the body is read, never sent), the edge wait in
+ * `server-timing` and `sidecar_edge_wait_seconds`, stamps ignored when they do
+ * not parse or lie in the future, and old requests refused with 503 while a
+ * backlog of edge waits stands.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 import { parsePrometheus, valueOf } from '../../sim/prometheus.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
-import { get, post } from '../support/http.ts';
+import { post } from '../support/http.ts';
 
-describe('admission control', () => {
+async function metrics(url: string) {
+  return parsePrometheus(await (await request(`${url}/metrics`)).body.text());
+}
+
+describe('edge stamps and admission control', () => {
   let downstream: LegacyDownstream;
   let sidecar: SidecarProcess;
 
   beforeAll(async () => {
-    downstream = await LegacyDownstream.start({ latencyMs: 5, padBytes: 300_000 });
-    sidecar = await startSidecar({
-      DOWNSTREAM_URL: downstream.url,
-      SHARD_COUNT: '2',
-      ADMISSION_MAX_LOOP_DELAY_MS: '5',
-      ADMISSION_SAMPLE_MS: '5',
-    });
+    downstream = await LegacyDownstream.start({ latencyMs: 5, record: true });
+    sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', REQUEST_TIMEOUT_MS: '2000' });
   });
   afterAll(async () => {
     await sidecar.stop();
     await downstream.close();
   });
 
-  it('refuses a share of new work with 503 and retry-after while the loop is saturated, and serves the rest', { timeout: 60_000 }, async () => {
-    const ok: number[] = [];
-    const refused: { retryAfter: number; body: unknown }[] = [];
-    const other: string[] = [];
-    let healthz = 0;
-    const deadline = performance.now() + 4_000;
-    const worker = async (w: number) => {
-      for (let n = 0; performance.now() < deadline; n++) {
-        const answer = await post(sidecar.url, { key: `k${w}`, n });
-        if (answer.status === 200 && (answer.body as { echo: { n: number } }).echo.n === n) ok.push(n);
-        else if (answer.status === 503) refused.push({ retryAfter: Number(answer.headers['retry-after']), body: answer.body });
-        else other.push(`${answer.status} ${JSON.stringify(answer.body).slice(0, 200)}`);
-      }
-    };
-    const probe = async () => {
-      while (performance.now() < deadline) {
-        if ((await get(`${sidecar.url}/healthz`)).status === 200) healthz++;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    };
-    await Promise.all([...Array.from({ length: 48 }, (_, w) => worker(w)), probe()]);
-
-    expect(other).toEqual([]);
-    expect(ok.length).toBeGreaterThan(0);
-    expect(refused.length).toBeGreaterThan(0);
-    for (const answer of refused) {
-      expect(answer.body).toMatchObject({ statusCode: 503, code: 'SIDECAR_ERR_OVERLOADED', error: 'Service Unavailable' });
-      expect(answer.retryAfter).toBeGreaterThanOrEqual(1);
-      expect(answer.retryAfter).toBeLessThanOrEqual(60);
+  it('reads the stamp in every form, shows the edge wait in server-timing, and counts the deadline from it', async () => {
+    const now = Date.now();
+    const forms = [`t=${((now - 300) / 1000).toFixed(3)}`, String(now - 300), `${(now - 300) * 1000}`, `t=${now - 300}`];
+    for (const stamp of forms) {
+      const answer = await post(sidecar.url, { key: stamp }, { 'x-request-start': stamp });
+      expect(answer.status).toBe(200);
+      const edge = /edge;dur=([\d.]+)/.exec(String(answer.headers['server-timing']));
+      expect(edge, stamp).not.toBeNull();
+      expect(Number(edge![1])).toBeGreaterThanOrEqual(290);
     }
-    expect(healthz).toBeGreaterThan(0);
+    // 1,900 ms at the edge of a 2,000 ms deadline, 150 ms left: a 200 ms downstream call cannot make it.
+    downstream.set({ latencyMs: 200 });
+    const late = await post(sidecar.url, { key: 'late' }, { 'x-request-start': String(Date.now() - 1_900) });
+    downstream.set({ latencyMs: 5 });
+    expect(late.status).toBe(504);
+    expect(late.body).toMatchObject({ code: 'SIDECAR_ERR_DEADLINE_EXCEEDED' });
+    const observed = await metrics(sidecar.url);
+    expect(valueOf(observed, 'sidecar_edge_wait_seconds_count')).toBeGreaterThanOrEqual(5);
+  });
 
-    const metrics = parsePrometheus(await (await request(`${sidecar.url}/metrics`)).body.text());
-    expect(valueOf(metrics, 'sidecar_requests_total', { outcome: 'overloaded' })).toBe(refused.length);
-    expect(valueOf(metrics, 'sidecar_requests_total', { outcome: 'ok' })).toBe(ok.length);
-    const share = valueOf(metrics, 'sidecar_admission_shed_ratio');
-    expect(share).toBeGreaterThanOrEqual(0);
-    expect(share).toBeLessThanOrEqual(0.5);
-    expect(valueOf(metrics, 'sidecar_admission_loop_delay_seconds')).toBeGreaterThanOrEqual(0);
+  it('answers 504 at once, and never sends, a request whose deadline passed at the edge', async () => {
+    downstream.reset();
+    const expired = await post(sidecar.url, { key: 'expired' }, { 'x-request-start': String(Date.now() - 2_500) });
+    expect(expired.status).toBe(504);
+    expect(expired.body).toMatchObject({ statusCode: 504, code: 'SIDECAR_ERR_DEADLINE_EXCEEDED' });
+    const lowered = await post(sidecar.url, { key: 'lowered' }, { 'x-request-start': String(Date.now() - 150), 'x-timeout-ms': '100' });
+    expect(lowered.status).toBe(504);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(downstream.received).toHaveLength(0);
+    expect(valueOf(await metrics(sidecar.url), 'sidecar_requests_total', { outcome: 'timeout' })).toBeGreaterThanOrEqual(2);
+  });
 
-    // Once the load stops, the loop keeps up again and nothing is refused.
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const after = await post(sidecar.url, { key: 'after', n: 0 });
-    expect(after.status).toBe(200);
+  it('ignores a stamp that does not parse or lies more than 1 s ahead', async () => {
+    for (const stamp of ['yesterday', String(Date.now() + 5_000), '-1']) {
+      const answer = await post(sidecar.url, { key: stamp }, { 'x-request-start': stamp });
+      expect(answer.status, stamp).toBe(200);
+      expect(String(answer.headers['server-timing'])).not.toContain('edge;');
+    }
+  });
+
+  it('while every request waited past ADMISSION_MAX_EDGE_WAIT_MS at the edge, refuses the old ones with 503 and retry-after, and serves the fresh', async () => {
+    const refused: unknown[] = [];
+    const retryAfter: number[] = [];
+    // A backlog stands: for half a second every request arrives 800 ms old.
+    const until = performance.now() + 500;
+    while (performance.now() < until) {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => post(sidecar.url, { key: `old${i}` }, { 'x-request-start': String(Date.now() - 800) })),
+      );
+      for (const answer of answers) {
+        if (answer.status === 503) {
+          refused.push(answer.body);
+          retryAfter.push(Number(answer.headers['retry-after']));
+        } else expect(answer.status).toBe(200);
+      }
+    }
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]).toMatchObject({ statusCode: 503, code: 'SIDECAR_ERR_OVERLOADED', error: 'Service Unavailable' });
+    expect(retryAfter.every((seconds) => seconds >= 1 && seconds <= 60)).toBe(true);
+    // A fresh request in the same backlog is served.
+    const fresh = await post(sidecar.url, { key: 'fresh' }, { 'x-request-start': String(Date.now()) });
+    expect(fresh.status).toBe(200);
+    const counted = await metrics(sidecar.url);
+    expect(valueOf(counted, 'sidecar_requests_total', { outcome: 'overloaded' })).toBe(refused.length);
+    // Once the backlog is gone (an interval of fresh requests), old ones are served again.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await post(sidecar.url, { key: 'fresh2' }, { 'x-request-start': String(Date.now()) });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await post(sidecar.url, { key: 'fresh3' }, { 'x-request-start': String(Date.now()) });
+    expect((await post(sidecar.url, { key: 'old-again' }, { 'x-request-start': String(Date.now() - 800) })).status).toBe(200);
+    expect(valueOf(await metrics(sidecar.url), 'sidecar_admission_overloaded')).toBe(0);
+  });
+
+  it('never refuses unstamped work by admission (a saturated closed loop is served)', async () => {
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => post(sidecar.url, { key: `c${i}` })));
+    expect(answers.every((answer) => answer.status === 200)).toBe(true);
+  });
+});
+
+describe('REQUEST_START_HEADER', () => {
+  it('empty: stamps are ignored (no edge wait, no 504 for an old one)', async () => {
+    const downstream = await LegacyDownstream.start({ latencyMs: 5 });
+    const sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '1', REQUEST_TIMEOUT_MS: '2000', REQUEST_START_HEADER: '' });
+    try {
+      const answer = await post(sidecar.url, { key: 'x' }, { 'x-request-start': String(Date.now() - 5_000) });
+      expect(answer.status).toBe(200);
+      expect(String(answer.headers['server-timing'])).not.toContain('edge;');
+    } finally {
+      await sidecar.stop();
+      await downstream.close();
+    }
+  });
+
+  it('names another header', async () => {
+    const downstream = await LegacyDownstream.start({ latencyMs: 5 });
+    const sidecar = await startSidecar({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '1', REQUEST_TIMEOUT_MS: '2000', REQUEST_START_HEADER: 'X-Queue-Start' });
+    try {
+      expect((await post(sidecar.url, { key: 'x' }, { 'x-queue-start': String(Date.now() - 5_000) })).status).toBe(504);
+      expect((await post(sidecar.url, { key: 'y' }, { 'x-request-start': String(Date.now() - 5_000) })).status).toBe(200);
+    } finally {
+      await sidecar.stop();
+      await downstream.close();
+    }
   });
 });

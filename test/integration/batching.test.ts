@@ -7,7 +7,6 @@
 import { describe, expect, it } from 'vitest';
 import { sidecarPerTest } from '../support/sidecar-per-test.ts';
 import { shardForKey } from '../../src/actors/routing.ts';
-import { ADMISSION_OFF } from '../support/admission-off.ts';
 import { post } from '../support/http.ts';
 
 const run = sidecarPerTest();
@@ -20,8 +19,7 @@ async function start(env: Record<string, string>, latencyMs = 5) {
 
 describe('batching', () => {
   it('answers 2,000 concurrent requests each with exactly its own result, in batches of at most BATCH_MAX_SIZE', async () => {
-    // 2,000 at once into a cold process (see ADMISSION_OFF).
-    const { downstream, sidecar } = await start({ SHARD_COUNT: '4', BATCH_MAX_SIZE: '100', ...ADMISSION_OFF });
+    const { downstream, sidecar } = await start({ SHARD_COUNT: '4', BATCH_MAX_SIZE: '100' });
     const answers = await Promise.all(
       Array.from({ length: 2000 }, (_, id) => post(sidecar.url, { key: `user-${id % 97}`, id, payload: `p${id}` })),
     );

@@ -8,7 +8,6 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { LegacyDownstream, type LegacyOptions } from '../../sim/legacy-downstream.ts';
 import { startSidecar, type SidecarProcess } from '../../sim/sidecar-process.ts';
-import { ADMISSION_OFF } from '../support/admission-off.ts';
 import { post, type Answer } from '../support/http.ts';
 import { parsePrometheus, sumOf } from '../../sim/prometheus.ts';
 
@@ -22,9 +21,7 @@ describe('downstream faults', () => {
   beforeAll(async () => {
     downstream = await LegacyDownstream.start(HEALTHY);
     port = Number(new URL(downstream.url).port);
-    // Each fault case is a burst of 400 at once (see ADMISSION_OFF).
     sidecar = await startSidecar({
-      ...ADMISSION_OFF,
       DOWNSTREAM_URL: downstream.url,
       SHARD_COUNT: '4',
       BATCH_MAX_SIZE: '20',
