@@ -32,7 +32,14 @@
  *
  *   queueing   ratio > floor × (1 + TOLERANCE): calls waited in the
  *              downstream. estimate ← estimate × floor / ratio (Little's law:
- *              L / (L / W) = W).
+ *              L / (L / W) = W), but not below half the ceiling (below).
+ *              A level above the ceiling (a probe) is judged on one round; a
+ *              level that ran clean lately must queue two rounds running. One
+ *              slow round happens without any queue of ours: a busy machine,
+ *              a GC pause, the downstream's own hiccup. Seen on this 2-core
+ *              bench box while it shed a backlog: rounds 1.2-1.8x slow even at
+ *              one call in flight, and a law that believed each one cut the
+ *              limit from 4 to 1 in two seconds.
  *   held       no queueing, and a batch waited for a call slot during the
  *              round (the limit held work back): probe higher once `probeAt`
  *              has passed, by one call, or by a quarter while no round has
@@ -45,7 +52,9 @@
  * sees. It tells two cases apart by the best level that ran clean in the last
  * 15-30 s (two slots of CEILING_SLOT_MS), the ceiling:
  *   - queueing at a level above the ceiling is the knee: probe again only
- *     after KNEE_PROBE_MS (jittered), a few rounds in a hundred;
+ *     after KNEE_PROBE_MS (jittered), a few rounds in a hundred, and while
+ *     batches leave short of full only after KNEE_PROBE_PARTIAL_MS: the
+ *     downstream keeps up, and more calls would only shave their latency;
  *   - queueing at or below it means the capacity dropped: probe again after
  *     PROBE_BACKOFF_MIN_MS, doubling to PROBE_BACKOFF_MAX_MS while probes keep
  *     failing, so the limit climbs back within seconds of the capacity's
@@ -78,8 +87,10 @@ export const BASELINE_SLOT_MS = 5_000;
 export const CEILING_SLOT_MS = 15_000;
 export const PROBE_BACKOFF_MIN_MS = 250;
 export const PROBE_BACKOFF_MAX_MS = 2_000;
-/** After a probe above the ceiling queued: the next one. */
+/** After a probe above the ceiling queued: the next one, while calls leave full... */
 export const KNEE_PROBE_MS = 10_000;
+/** ...and while they leave short of full. */
+export const KNEE_PROBE_PARTIAL_MS = 60_000;
 /** With no queueing for this long, probes grow by a quarter instead of one call. */
 export const SLOW_START_AFTER_MS = 30_000;
 /** A drop keeps this share of the limit. */
@@ -101,6 +112,8 @@ export class CallLimit {
   /** The learned limit with its fraction (1..max); the limit in force is it rounded. */
   private estimate: number;
   private readonly bucketWidth: number;
+  /** A call of at least this many items is full (90 % of BATCH_MAX_SIZE). */
+  private readonly fullItems: number;
   private readonly random: () => number;
   private readonly current = new Float64Array(SIZE_BUCKETS).fill(Infinity);
   private readonly previous = new Float64Array(SIZE_BUCKETS).fill(Infinity);
@@ -114,13 +127,19 @@ export class CallLimit {
   private ceilingSlotStart = Number.NEGATIVE_INFINITY;
   private samples = 0;
   private ratioSum = 0;
+  /** Calls of the round that left full. */
+  private fullCalls = 0;
   /** Calls still to come back that were sent before the last change: not judged. */
   private unjudged = 0;
   /** A batch waited for a slot since the round began. */
   private held = false;
+  /** Rounds in a row that read as queueing. */
+  private strikes = 0;
   /** The last change was a probe up, not judged yet. */
   private probing = false;
   private probeAt = Number.NEGATIVE_INFINITY;
+  /** When a probe may come while calls leave short of full (later than probeAt at a knee). */
+  private partialProbeAt = Number.NEGATIVE_INFINITY;
   private backoffMs = 0;
   private lastQueued = Number.NEGATIVE_INFINITY;
 
@@ -129,6 +148,7 @@ export class CallLimit {
     this.max = Math.max(1, max);
     this.estimate = Math.min(this.max, Math.max(1, Math.round(initial)));
     this.bucketWidth = Math.max(1, batchMaxSize) / SIZE_BUCKETS;
+    this.fullItems = Math.max(1, Math.floor(batchMaxSize * 0.9));
   }
 
   /** Calls that may be in flight now, 1..max. */
@@ -158,6 +178,7 @@ export class CallLimit {
     }
     const best = this.baseline(bucket);
     this.ratioSum += best > 0 ? latencyMs / best : 1;
+    if (items >= this.fullItems) this.fullCalls++;
     if (++this.samples >= this.limit) this.endRound(now);
   }
 
@@ -191,17 +212,21 @@ export class CallLimit {
       this.ceilingCurrent = 0;
       this.ceilingSlotStart = now;
     }
+    const ceiling = Math.max(this.ceilingCurrent, this.ceilingPrevious);
     if (ratio > floor * (1 + TOLERANCE)) {
-      this.lower((this.estimate * floor) / ratio, now);
+      this.strikes++;
+      if (this.limit > ceiling || this.strikes >= 2) this.lower(Math.max((this.estimate * floor) / ratio, ceiling / 2), now);
     } else {
+      this.strikes = 0;
       if (this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
       if (this.probing) {
         // A probe ran clean: the next one may follow at once.
         this.backoffMs = 0;
-        this.probeAt = now;
+        this.probeAt = this.partialProbeAt = now;
       }
       this.probing = false;
-      if (this.held && now >= this.probeAt && this.estimate < this.max) {
+      const due = this.fullCalls * 2 >= this.samples ? this.probeAt : this.partialProbeAt;
+      if (this.held && now >= due && this.estimate < this.max) {
         const step = now - this.lastQueued > SLOW_START_AFTER_MS ? Math.max(1, Math.floor(this.estimate / 4)) : 1;
         this.estimate = Math.min(this.max, this.estimate + step);
         this.probing = true;
@@ -214,24 +239,26 @@ export class CallLimit {
 
   private lower(to: number, now: number): void {
     const level = this.limit;
+    this.strikes = 0;
     this.lastQueued = now;
     this.probing = false;
-    let waitMs: number;
+    const jitter = 0.5 + 0.5 * this.random();
     if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious)) {
       // Above the best level that ran clean lately: the knee. Probing it again soon would only queue calls.
-      waitMs = KNEE_PROBE_MS;
+      this.probeAt = now + KNEE_PROBE_MS * jitter;
+      this.partialProbeAt = now + KNEE_PROBE_PARTIAL_MS * jitter;
     } else {
       // A level that ran clean lately queues now: the capacity dropped, and may come back.
       this.backoffMs = Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
-      waitMs = this.backoffMs;
+      this.probeAt = this.partialProbeAt = now + this.backoffMs * jitter;
     }
-    this.probeAt = now + waitMs * (0.5 + 0.5 * this.random());
-    this.estimate = Math.max(1, to);
+    this.estimate = Math.max(1, Math.min(to, this.estimate));
   }
 
   private startRound(): void {
     this.samples = 0;
     this.ratioSum = 0;
+    this.fullCalls = 0;
     this.held = false;
   }
 }

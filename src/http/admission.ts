@@ -1,6 +1,6 @@
 /**
  * Admission control: refuse, cheaply and early, only what cannot be answered
- * in time (ADR 0020, which replaces ADR 0012's event-loop-delay law).
+ * in time (ADR 0021, which replaces ADR 0012's event-loop-delay law).
  *
  * The signal is the edge stamp (edge-stamp.ts): how long each request waited
  * before the sidecar read it, as the load balancer in front says. That wait is

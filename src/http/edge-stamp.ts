@@ -11,7 +11,7 @@
  * buffer, behind other requests on a busy loop. Nothing inside the process can
  * see that wait (ADR 0012); the stamp shows it. A request's deadline counts
  * from the stamp (SPEC §2), and admission control acts on the edge waits
- * (admission.ts, ADR 0020).
+ * (admission.ts, ADR 0021).
  *
  * A stamp that does not parse, or lies more than 1 s in the future (a clock
  * that is off, a forged header), is ignored: the request is treated as if it

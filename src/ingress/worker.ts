@@ -7,7 +7,7 @@
  * for the batcher thread, and the answers come back in AnswerGroups.
  *
  * It also has its own admission control (the edge waits of the requests it
- * reads, ADR 0020), its own request metrics (merged into the
+ * reads, ADR 0021), its own request metrics (merged into the
  * process's one /metrics by the batcher thread) and, when tracing is on, its
  * own SDK for request spans (the batch spans, on the batcher thread, link to
  * them by context). The lifecycle is the batcher thread's, mirrored here.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CallLimit, KNEE_PROBE_MS } from '../../src/actors/call-limit.ts';
+import { CallLimit, KNEE_PROBE_MS, KNEE_PROBE_PARTIAL_MS } from '../../src/actors/call-limit.ts';
 
 /**
  * A downstream of `workers(t)` workers, fed by the law: each round every call
@@ -155,5 +155,34 @@ describe('CallLimit', () => {
     expect(probes.length).toBeGreaterThan(2); // it does keep probing: capacity may grow
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(KNEE_PROBE_MS / 2);
     expect(share(trace, (limit) => limit > 4)).toBeLessThan(0.05);
+  });
+
+  it('at a knee where calls leave short of full (the downstream keeps up) probes far less often', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(5) });
+    law.onSample(80, 60, 0);
+    // Batches of 60: a slot is always awaited (held), but none leaves full.
+    const trace = simulate(law, { seconds: 120, workers: () => 4, items: 60, start: 1 });
+    const probes = trace.filter((step, i) => i > 0 && step.limit > trace[i - 1].limit).map((step) => step.t);
+    const gaps = probes.slice(1).map((at, i) => at - probes[i]);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(KNEE_PROBE_PARTIAL_MS / 2);
+  });
+
+  it('does not cut a level that ran clean for one slow round, and a slowdown that is not its queue stops it at half the ceiling', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(6) });
+    law.onSample(100, 100, 0);
+    let t = simulate(law, { seconds: 5, workers: () => 4, start: 1 }).at(-1)!.t;
+    expect(law.limit).toBe(4);
+    // One round 40 % slow (a GC pause, a busy machine), then normal again.
+    for (let i = 0; i < 4; i++) law.onSample(140, 100, t + 140);
+    t += 140;
+    expect(law.limit).toBe(4);
+    // Every call 60 % slow for two seconds, whatever the concurrency: not our queue.
+    const end = t + 2_000;
+    while (t < end) {
+      const calls = law.limit;
+      for (let i = 0; i < calls; i++) law.onSample(160, 100, t + 160);
+      t += 160;
+    }
+    expect(law.limit).toBe(2);
   });
 });

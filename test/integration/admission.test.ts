@@ -1,6 +1,6 @@
 /**
  * Edge stamps and admission control against the real process (SPEC §2, ADR
- * 0020): `x-request-start` in its three forms, the deadline counted from the
+ * 0021): `x-request-start` in its three forms, the deadline counted from the
  * stamp (504 at once, before the body is read, never sent), the edge wait in
  * `server-timing` and `sidecar_edge_wait_seconds`, stamps ignored when they do
  * not parse or lie in the future, and old requests refused with 503 while a
