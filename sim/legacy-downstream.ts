@@ -1,59 +1,41 @@
 /**
- * A simulated legacy downstream: takes `POST /batch` with a JSON array and,
- * after a configurable latency (plus jitter), answers an array with one result
- * per item, `{ "echo": <item> }`. Used by the demo, the tests and the
- * benchmarks; its behaviour can be changed while it runs, to inject faults.
+ * A simulated legacy downstream: takes `POST /batch` (any path but /control)
+ * with a JSON array and answers an array with one result per item,
+ * `{ "echo": <item> }`. Used by the demo, the tests and the benchmarks; its
+ * behaviour and capacity can be changed while it runs, to inject faults.
  *
- * `GET /stats` answers `{ batches, p50, p99, max }`: the hold times (ms, from the
- * request body's last byte to the answer written) of the batches answered since
- * the last reset, over the last 200,000 at most; `GET /stats?reset=1`
- * answers the same, then resets them. Every other non-POST request gets 405.
+ * The model: a pool of `workers` (sim/worker-pool.ts; 0, the default, means no
+ * limit: every call is served at once, in parallel). A call holds one worker for
+ * `latencyMs + perItemMs × items`, plus up to `jitterMs` at random, plus
+ * `spikeMs` for a `spikeRate` share of calls. Calls that find every worker busy
+ * wait in a FIFO, in arrival order; with `queueLimit` > 0, a call that would
+ * wait behind that many is answered 503 `{"error":"legacy queue full"}` at once.
+ * Like a real legacy system, it does not notice a client that went away: the
+ * call is still processed and holds its worker for its full time; only the
+ * answer is not written. A 'hang' call holds its worker until its client goes
+ * away. Its capacity is then `maxItemsPerSecond()` items/s.
  *
- * Run alone: `node sim/legacy-downstream.ts` with PORT, LATENCY_MS, JITTER_MS,
- * FAILURE_RATE in the environment.
+ * `GET /stats` answers `stats()`: `{ batches, p50, p99, max }`, the hold times
+ * (ms, from the request body's last byte to the answer written, queue wait
+ * included) of the calls answered since the last reset, over the last 200,000
+ * at most; and the capacity figures (items, seconds, itemsPerSecond,
+ * callsPerSecond, queueWait {p50, p99, max}, refused, queued, busy, maxBusy,
+ * abandoned, workers, latencyMs, perItemMs, queueLimit). `GET /stats?reset=1`
+ * answers the same, then resets them and the clock. `POST /control` with a JSON
+ * object of numeric option changes applies them with set() and answers the
+ * options (a bench can so change the capacity of a sim in another process).
+ * Every other non-POST request gets 405.
+ *
+ * Run alone: `node sim/legacy-downstream.ts` with PORT, HOST, LATENCY_MS,
+ * JITTER_MS, FAILURE_RATE, WORKERS, PER_ITEM_MS, QUEUE_LIMIT in the environment.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SampleRing, type SampleSummary } from './sample-ring.ts';
+import { LEGACY_DEFAULTS, maxItemsPerSecond, parseControl, type LegacyOptions } from './legacy-options.ts';
+import { WorkerPool } from './worker-pool.ts';
 
-export type Behaviour =
-  | 'ok'
-  /** 500 for every batch. */
-  | 'status-500'
-  /** 2xx with one result too few. */
-  | 'wrong-length'
-  /** 2xx with a body that is not JSON. */
-  | 'not-json'
-  /** 2xx with a JSON object instead of an array. */
-  | 'not-array'
-  /** Never answers. */
-  | 'hang'
-  /** Destroys the connection without answering. */
-  | 'reset'
-  /** 2xx whose JSON body stops half-way (complete HTTP message, cut JSON). */
-  | 'truncated'
-  /** Sends the headers and half the body, then destroys the connection. */
-  | 'reset-mid-body';
-
-export interface LegacyOptions {
-  latencyMs: number;
-  jitterMs: number;
-  /** Share of batches (0..1) answered 500 at random. */
-  failureRate: number;
-  /** Share of batches (0..1) delayed by an extra `spikeMs` (latency spikes). */
-  spikeRate: number;
-  spikeMs: number;
-  behaviour: Behaviour;
-  /** When set, `behaviour` applies only to batches from this shard (x-shard); others get 'ok'. */
-  faultShard: string | null;
-  /** Keep each batch's items and headers (tests); benchmarks leave it off. */
-  record: boolean;
-  /** When set, a batch holding an object item whose field of this name is truthy is answered 500 whole (a poison item). */
-  poisonField: string | null;
-  /** When set, an object item with this field gets `{ error: <the field's value> }` as its result instead of the echo. */
-  rejectField: string | null;
-  /** Bytes of filler added to every result (`{ echo, pad }`): heavy answers that keep the sidecar's event loop busy. */
-  padBytes: number;
-}
+export { maxItemsPerSecond, parseControl, type Behaviour, type LegacyOptions } from './legacy-options.ts';
 
 export interface ReceivedBatch {
   readonly batchId: string;
@@ -65,71 +47,115 @@ export interface ReceivedBatch {
   readonly receivedAt: number;
 }
 
-/** How many hold times GET /stats looks back over. */
+/** How many hold times (and queue waits) GET /stats looks back over. */
 const HOLD_RING = 200_000;
 
-export interface HoldStats {
+export interface HoldStats extends SampleSummary {
   /** Batches answered since the last reset (the percentiles cover the last HOLD_RING of them). */
   readonly batches: number;
-  readonly p50: number | null;
-  readonly p99: number | null;
-  readonly max: number | null;
 }
 
-const DEFAULTS: LegacyOptions = {
-  latencyMs: 5,
-  jitterMs: 0,
-  failureRate: 0,
-  spikeRate: 0,
-  spikeMs: 0,
-  behaviour: 'ok',
-  faultShard: null,
-  record: false,
-  poisonField: null,
-  rejectField: null,
-  padBytes: 0,
-};
+/** What GET /stats answers. */
+export interface DownstreamStats extends HoldStats {
+  /** Items in the calls answered since the last reset (answers their clients had gone from included). */
+  readonly items: number;
+  /** Seconds since the last reset. */
+  readonly seconds: number;
+  readonly itemsPerSecond: number;
+  readonly callsPerSecond: number;
+  /** ms from a call's last body byte to a worker taking it, over the calls started since the last reset. */
+  readonly queueWait: SampleSummary;
+  /** Calls answered 503 because the queue was at queueLimit, since the last reset. */
+  readonly refused: number;
+  /** Calls processed whose client had gone by the time of the answer, since the last reset. */
+  readonly abandoned: number;
+  /** Calls waiting for a worker now. */
+  readonly queued: number;
+  /** Workers busy now. */
+  readonly busy: number;
+  /** The most workers busy at once since the last reset. */
+  readonly maxBusy: number;
+  readonly workers: number;
+  readonly latencyMs: number;
+  readonly perItemMs: number;
+  readonly queueLimit: number;
+}
+
+/** A call accepted and not yet answered: waiting for a worker, or held by one. */
+interface Call {
+  readonly request: IncomingMessage;
+  readonly response: ServerResponse;
+  readonly items: unknown[];
+  readonly shard: string;
+  /** performance.now() when the body's last byte came. */
+  readonly arrived: number;
+}
 
 export class LegacyDownstream {
   readonly server: Server;
   readonly options: LegacyOptions;
   readonly received: ReceivedBatch[] = [];
+  /** Calls accepted (not refused) and items in them, since reset(). */
   batches = 0;
   items = 0;
   /** sizes[n]: how many batches of n items arrived. */
   readonly sizes: number[] = [];
   /** Total simulated processing time of answered batches, ms. */
   busyMs = 0;
+  /** Calls accepted and not answered yet: waiting for a worker or held by one. */
   inflight = 0;
   maxInflight = 0;
   private readonly inflightByShard = new Map<string, number>();
   readonly maxInflightByShard = new Map<string, number>();
-  /** Hold times (ms) of answered batches, a ring; `holdCount` of them recorded since the last reset. */
-  private readonly holds = new Float64Array(HOLD_RING);
-  private holdCount = 0;
+  /** Hold times and queue waits (ms), rings; and what GET /stats counts since its last reset. */
+  private readonly holds = new SampleRing(HOLD_RING);
+  private readonly queueWaits = new SampleRing(HOLD_RING);
+  private answeredItems = 0;
+  private refused = 0;
+  private abandoned = 0;
+  private statsSince = performance.now();
+  private readonly pool: WorkerPool<Call>;
 
   private constructor(options: LegacyOptions) {
     this.options = options;
+    this.pool = new WorkerPool<Call>(
+      () => this.options,
+      (call, release) => this.process(call, release),
+    );
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.handle(request, response));
   }
 
   static async start(options: Partial<LegacyOptions> & { port?: number; host?: string } = {}): Promise<LegacyDownstream> {
     const { port = 0, host = '127.0.0.1', ...rest } = options;
-    const downstream = new LegacyDownstream({ ...DEFAULTS, ...rest });
+    const downstream = new LegacyDownstream({ ...LEGACY_DEFAULTS, ...rest });
     await new Promise<void>((resolve) => downstream.server.listen(port, host, resolve));
     return downstream;
   }
+
+  /** See the function of that name. */
+  static maxItemsPerSecond = maxItemsPerSecond;
 
   get url(): string {
     const { port } = this.server.address() as AddressInfo;
     return `http://127.0.0.1:${port}/batch`;
   }
 
+  /** Changes options at once: more workers start waiting calls now; fewer let the running ones finish first. */
   set(options: Partial<LegacyOptions>): void {
     Object.assign(this.options, options);
+    this.pool.pump();
   }
 
-  /** Forgets what was received (counts, records, high-water marks). */
+  /** Calls waiting for a worker now, and workers busy now. */
+  get queued(): number {
+    return this.pool.queued;
+  }
+
+  get busy(): number {
+    return this.pool.busy;
+  }
+
+  /** Forgets what was received (counts, records, high-water marks) and the stats. */
   reset(): void {
     this.received.length = 0;
     this.batches = 0;
@@ -138,29 +164,56 @@ export class LegacyDownstream {
     this.busyMs = 0;
     this.maxInflight = 0;
     this.maxInflightByShard.clear();
-    this.resetHolds();
+    this.resetStats();
   }
 
-  /** Forgets the hold times (GET /stats?reset=1). */
+  /** Forgets what GET /stats reports and restarts its clock (GET /stats?reset=1). */
+  resetStats(): void {
+    this.holds.reset();
+    this.queueWaits.reset();
+    this.answeredItems = 0;
+    this.refused = 0;
+    this.abandoned = 0;
+    this.pool.resetMax();
+    this.statsSince = performance.now();
+  }
+
+  /** The same as resetStats() (its former name). */
   resetHolds(): void {
-    this.holdCount = 0;
+    this.resetStats();
   }
 
-  /** Count, p50, p99 and max of the hold times recorded since the last reset (what GET /stats answers). */
+  /** Count, p50, p99 and max of the hold times recorded since the last reset. */
   holdStats(): HoldStats {
-    const n = Math.min(this.holdCount, HOLD_RING);
-    if (n === 0) return { batches: this.holdCount, p50: null, p99: null, max: null };
-    const sorted = this.holds.slice(0, n).sort();
-    const at = (q: number): number => sorted[Math.min(n - 1, Math.ceil(q * n) - 1)]!;
-    return { batches: this.holdCount, p50: at(0.5), p99: at(0.99), max: sorted[n - 1]! };
+    return { batches: this.holds.count, ...this.holds.summary() };
   }
 
-  private hold(since: number): void {
-    this.holds[this.holdCount % HOLD_RING] = performance.now() - since;
-    this.holdCount++;
+  /** What GET /stats answers. */
+  stats(): DownstreamStats {
+    const seconds = (performance.now() - this.statsSince) / 1000;
+    const { workers, latencyMs, perItemMs, queueLimit } = this.options;
+    return {
+      ...this.holdStats(),
+      items: this.answeredItems,
+      seconds,
+      itemsPerSecond: seconds > 0 ? this.answeredItems / seconds : 0,
+      callsPerSecond: seconds > 0 ? this.holds.count / seconds : 0,
+      queueWait: this.queueWaits.summary(),
+      refused: this.refused,
+      abandoned: this.abandoned,
+      queued: this.pool.queued,
+      busy: this.pool.busy,
+      maxBusy: this.pool.maxBusy,
+      workers,
+      latencyMs,
+      perItemMs,
+      queueLimit,
+    };
   }
 
   async close(): Promise<void> {
+    // Waiting calls are dropped with their connections; running ones end within their hold time.
+    for (const call of this.pool.clear()) this.track(call.shard, -1);
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -168,8 +221,8 @@ export class LegacyDownstream {
   private handle(request: IncomingMessage, response: ServerResponse): void {
     if (request.method !== 'POST') {
       if (request.method === 'GET' && (request.url === '/stats' || request.url?.startsWith('/stats?') === true)) {
-        const stats = this.holdStats();
-        if (new URLSearchParams(request.url.slice('/stats'.length)).get('reset') === '1') this.resetHolds();
+        const stats = this.stats();
+        if (new URLSearchParams(request.url.slice('/stats'.length)).get('reset') === '1') this.resetStats();
         response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stats));
         return;
       }
@@ -178,18 +231,34 @@ export class LegacyDownstream {
     }
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => this.answer(request, response, Buffer.concat(chunks), performance.now()));
+    if (request.url === '/control') request.on('end', () => this.control(response, Buffer.concat(chunks).toString('utf8')));
+    else request.on('end', () => this.arrive(request, response, Buffer.concat(chunks), performance.now()));
   }
 
-  /** `arrived`: performance.now() when the body's last byte came; the hold is recorded once the answer is written. */
-  private answer(request: IncomingMessage, response: ServerResponse, body: Buffer, arrived: number): void {
+  private control(response: ServerResponse, body: string): void {
+    const changes = parseControl(body);
+    if (typeof changes === 'string') {
+      response.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: changes }));
+      return;
+    }
+    this.set(changes);
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.options));
+  }
+
+  /** A call's body has come (at `arrived`, performance.now()): refuse it, or count it and hand it to the pool. */
+  private arrive(request: IncomingMessage, response: ServerResponse, body: Buffer, arrived: number): void {
     let items: unknown[];
     try {
       items = JSON.parse(body.toString('utf8')) as unknown[];
       if (!Array.isArray(items)) throw new Error('not an array');
     } catch {
       response.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"body must be a JSON array"}');
-      this.hold(arrived);
+      this.holds.add(performance.now() - arrived);
+      return;
+    }
+    if (this.pool.full()) {
+      this.refused++;
+      response.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"legacy queue full"}');
       return;
     }
     const shard = String(request.headers['x-shard'] ?? '');
@@ -207,19 +276,38 @@ export class LegacyDownstream {
       });
     }
     this.track(shard, +1);
-    const { latencyMs, jitterMs, failureRate, spikeRate, spikeMs, faultShard } = this.options;
+    this.pool.submit({ request, response, items, shard, arrived });
+  }
+
+  /** A worker has taken the call: hold it for its time, then answer (or, its client gone, just free the worker). */
+  private process(call: Call, release: () => void): void {
+    const { request, response, items, shard, arrived } = call;
+    this.queueWaits.add(performance.now() - arrived);
+    const { latencyMs, perItemMs, jitterMs, failureRate, spikeRate, spikeMs, faultShard } = this.options;
     const behaviour = faultShard === null || faultShard === shard ? this.options.behaviour : 'ok';
     if (behaviour === 'hang') {
-      response.on('close', () => this.track(shard, -1));
+      const free = (): void => {
+        this.track(shard, -1);
+        release();
+      };
+      if (request.socket.destroyed) free();
+      else response.once('close', free);
       return;
     }
     const spike = spikeRate > 0 && Math.random() < spikeRate ? spikeMs : 0;
-    const delay = latencyMs + spike + (jitterMs > 0 ? Math.random() * jitterMs : 0);
+    const delay = latencyMs + perItemMs * items.length + spike + (jitterMs > 0 ? Math.random() * jitterMs : 0);
     setTimeout(() => {
       this.track(shard, -1);
       this.busyMs += delay;
+      release();
       if (behaviour === 'reset') {
         request.socket.destroy();
+        return;
+      }
+      if (request.socket.destroyed) {
+        // Its client went away: the work is done all the same (a legacy system does not notice), the answer goes nowhere.
+        this.abandoned++;
+        this.answered(call);
         return;
       }
       if (
@@ -228,7 +316,7 @@ export class LegacyDownstream {
         (this.options.poisonField !== null && items.some((item) => field(item, this.options.poisonField!)))
       ) {
         response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"legacy failure"}');
-        this.hold(arrived);
+        this.answered(call);
         return;
       }
       let payload: string;
@@ -249,7 +337,7 @@ export class LegacyDownstream {
           payload = JSON.stringify(results);
         } catch {
           response.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"cannot serialise"}');
-          this.hold(arrived);
+          this.answered(call);
           return;
         }
       }
@@ -261,8 +349,14 @@ export class LegacyDownstream {
         return;
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end(payload);
-      this.hold(arrived);
+      this.answered(call);
     }, delay);
+  }
+
+  /** Counts an answered call in GET /stats: its hold time and its items. */
+  private answered(call: Call): void {
+    this.holds.add(performance.now() - call.arrived);
+    this.answeredItems += call.items.length;
   }
 
   private track(shard: string, delta: number): void {
@@ -287,6 +381,9 @@ if (import.meta.main) {
     latencyMs: Number(env.LATENCY_MS ?? 50),
     jitterMs: Number(env.JITTER_MS ?? 10),
     failureRate: Number(env.FAILURE_RATE ?? 0),
+    workers: Number(env.WORKERS ?? 0),
+    perItemMs: Number(env.PER_ITEM_MS ?? 0),
+    queueLimit: Number(env.QUEUE_LIMIT ?? 0),
   });
   process.stdout.write(`legacy downstream listening on ${downstream.url}\n`);
   const stop = () => void downstream.close().then(() => process.exit(0));
