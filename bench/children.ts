@@ -94,14 +94,26 @@ async function spawnReady(
   };
 }
 
-/** `node sim/legacy-downstream.ts` on 127.0.0.1, an ephemeral port, fixed latency, no jitter, no failures. */
-export function startDownstream(latencyMs: number): Promise<Child> {
-  return spawnReady(
-    `downstream(${latencyMs} ms)`,
-    DOWNSTREAM,
-    { LATENCY_MS: String(latencyMs), JITTER_MS: '0', FAILURE_RATE: '0' },
-    (line) => /listening on (\S+)/.exec(line)?.[1] ?? null,
-  );
+/** A downstream with a finite capacity (bench/limited-downstream.ts); left out, the simulator's defaults (unlimited). */
+export interface DownstreamOptions {
+  /** Batches processed at once (WORKERS; 0 = unlimited). */
+  readonly workers?: number;
+  /** Cost per item on top of the latency (PER_ITEM_MS). */
+  readonly perItemMs?: number;
+  /** Batches waiting for a worker before refusals (QUEUE_LIMIT; 0 = an unbounded FIFO). */
+  readonly queueLimit?: number;
+  /** Random extra latency, 0..jitterMs (JITTER_MS; default 0). */
+  readonly jitterMs?: number;
+}
+
+/** `node sim/legacy-downstream.ts` on 127.0.0.1, an ephemeral port, fixed latency, no jitter, no failures; `options` add a capacity. */
+export function startDownstream(latencyMs: number, options: DownstreamOptions = {}): Promise<Child> {
+  const env: Record<string, string> = { LATENCY_MS: String(latencyMs), JITTER_MS: String(options.jitterMs ?? 0), FAILURE_RATE: '0' };
+  if (options.workers !== undefined) env.WORKERS = String(options.workers);
+  if (options.perItemMs !== undefined) env.PER_ITEM_MS = String(options.perItemMs);
+  if (options.queueLimit !== undefined) env.QUEUE_LIMIT = String(options.queueLimit);
+  const shape = options.workers === undefined ? '' : `, ${options.workers} workers, +${options.perItemMs ?? 0} ms/item`;
+  return spawnReady(`downstream(${latencyMs} ms${shape})`, DOWNSTREAM, env, (line) => /listening on (\S+)/.exec(line)?.[1] ?? null);
 }
 
 /** The origin from a baseline server's `{"msg":"<name> ready","port":N}` line; null for any other line. */
@@ -133,9 +145,14 @@ export interface Sidecar extends Child {
   problems(): string[];
 }
 
+export interface SidecarChildOptions extends ChildOptions {
+  /** Another entry point instead of this tree's src/main.ts: the sidecar at an older commit, from a git worktree (bench/limited-downstream.ts). */
+  readonly main?: string;
+}
+
 /** The real sidecar (`node src/main.ts`) with this environment on top of its defaults. */
-export async function startSidecarChild(env: Record<string, string>, options: ChildOptions = {}): Promise<Sidecar> {
-  const sidecar = await startSidecar(env, ['node', ...(options.nodeArgs ?? []), MAIN], { onLine: options.onLine });
+export async function startSidecarChild(env: Record<string, string>, options: SidecarChildOptions = {}): Promise<Sidecar> {
+  const sidecar = await startSidecar(env, ['node', ...(options.nodeArgs ?? []), options.main ?? MAIN], { onLine: options.onLine });
   track(sidecar.child);
   return {
     name: 'sidecar',

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ClosedLoopResult } from './closed-loop.ts';
-import type { GeneratorConfig, GeneratorCpu } from './generator.ts';
+import type { GeneratorConfig, GeneratorCpu, GeneratorRequests } from './generator.ts';
 import type { SegmentLoopResult } from './segment-loop.ts';
 
 const GENERATOR = fileURLToPath(new URL('./generator.ts', import.meta.url));
@@ -18,12 +18,21 @@ export interface GeneratorEvent {
   readonly index?: number;
 }
 
-export type OpenGeneratorResult = SegmentLoopResult & { readonly mode: 'open'; readonly cpu: GeneratorCpu; readonly pid: number };
+export type OpenGeneratorResult = SegmentLoopResult & { readonly mode: 'open'; readonly cpu: GeneratorCpu; readonly pid: number; readonly requests: GeneratorRequests };
 export type ClosedGeneratorResult = { readonly mode: 'closed'; readonly closed: ClosedLoopResult; readonly cpu: GeneratorCpu; readonly pid: number };
 
-export function runGenerator(config: GeneratorConfig & { mode: 'open' }, onEvent?: (event: GeneratorEvent) => void): Promise<OpenGeneratorResult>;
-export function runGenerator(config: GeneratorConfig & { mode: 'closed' }, onEvent?: (event: GeneratorEvent) => void): Promise<ClosedGeneratorResult>;
-export function runGenerator(config: GeneratorConfig, onEvent?: (event: GeneratorEvent) => void): Promise<OpenGeneratorResult | ClosedGeneratorResult> {
+export interface RunGeneratorOptions {
+  /** Aborted: the generator is killed (SIGKILL) and the promise rejects. */
+  readonly signal?: AbortSignal;
+}
+
+export function runGenerator(config: GeneratorConfig & { mode: 'open' }, onEvent?: (event: GeneratorEvent) => void, options?: RunGeneratorOptions): Promise<OpenGeneratorResult>;
+export function runGenerator(config: GeneratorConfig & { mode: 'closed' }, onEvent?: (event: GeneratorEvent) => void, options?: RunGeneratorOptions): Promise<ClosedGeneratorResult>;
+export function runGenerator(
+  config: GeneratorConfig,
+  onEvent?: (event: GeneratorEvent) => void,
+  options: RunGeneratorOptions = {},
+): Promise<OpenGeneratorResult | ClosedGeneratorResult> {
   const child = spawn(process.execPath, [GENERATOR, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
@@ -32,6 +41,9 @@ export function runGenerator(config: GeneratorConfig, onEvent?: (event: Generato
   // If the parent dies, the generator must not keep loading the machine.
   const kill = (): void => void child.kill('SIGKILL');
   process.once('exit', kill);
+  // A parent that stops early (the demo on Ctrl-C) stops it at once; the promise then rejects.
+  if (options.signal?.aborted === true) kill();
+  else options.signal?.addEventListener('abort', kill, { once: true });
   return new Promise((resolve, reject) => {
     let result: OpenGeneratorResult | ClosedGeneratorResult | null = null;
     createInterface({ input: child.stdout }).on('line', (line) => {

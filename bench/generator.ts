@@ -38,6 +38,8 @@ export interface GeneratorConfig {
   readonly drainS?: number;
   /** Closed mode. */
   readonly seconds?: number;
+  /** Open mode: stamp `x-request-start` at each request's intended send time (SegmentLoopOptions.stamp). */
+  readonly stamp?: boolean;
   /** Closed mode: a short closed-loop run first (JIT warm-up), left out of the figures. */
   readonly warmupSeconds?: number;
   readonly warmupConnections?: number;
@@ -50,6 +52,13 @@ export interface GeneratorCpu {
   readonly windowSeconds: number;
   /** CPU seconds over the generator's whole life (start-up and drain included). */
   readonly totalSeconds: number;
+}
+
+/** Open mode, over the whole schedule: requests due, handed to the pool, and written to a socket. */
+export interface GeneratorRequests {
+  readonly total: number;
+  readonly sent: number;
+  readonly written: number;
 }
 
 function emit(line: object): void {
@@ -97,6 +106,7 @@ async function main(): Promise<void> {
     segments,
     bodies,
     connections: config.connections,
+    stamp: config.stamp,
     drainTimeoutMs: (config.drainS ?? 8) * 1000,
     onSegment: (index) => {
       if (index === firstMeasured) {
@@ -112,7 +122,9 @@ async function main(): Promise<void> {
   emit({ event: 'sent' });
   const result = await loop.finish();
   const cpu: GeneratorCpu = { seconds: used, percent: windowSeconds > 0 ? (100 * used) / windowSeconds : 0, windowSeconds, totalSeconds: cpuSeconds(process.cpuUsage()) };
-  emit({ event: 'result', mode: 'open', ...result, cpu });
+  // Over the whole schedule (warm-up included): requests due, handed to the pool, and written to a socket (the rest never left).
+  const requests: GeneratorRequests = { total: loop.total, sent: loop.sent, written: loop.written };
+  emit({ event: 'result', mode: 'open', ...result, cpu, requests });
 }
 
 try {

@@ -14,6 +14,10 @@
  *   7. Ingress threads (bench/ingress-threads.ts): INGRESS_THREADS=1 against 2, alternated: closed-loop
  *      2xx/s at 4,000 connections, mean batch size and added p99 at 5,000 req/s (about 3 minutes;
  *      BENCH_SKIP_INGRESS_THREADS=1 leaves it out, `node bench/ingress-threads.ts` runs it alone).
+ *   8. A downstream with a limit (bench/limited-downstream.ts): the sidecar untuned and hand-tuned in front of
+ *      a downstream with a pool of workers, at and over its capacity, through a capacity drop, two sidecars
+ *      sharing it (about 5 minutes; BENCH_SKIP_LIMITED=1 leaves it out, BENCH_PHASE=limited or
+ *      `node bench/limited-downstream.ts` runs it alone, LIMITED_SHAPES / LIMITED_VARIANTS select runs).
  *
  * Results: bench/results/latest.json, summary.md (also printed), chart.svg.
  * BENCH_QUICK=1 shortens every phase to about 2 s (smoke test).
@@ -37,6 +41,9 @@ import { hotPathPhase, type HotPathResults } from './hot-path.ts';
 import { hotPathVerdicts, renderHotPath } from './hot-path-report.ts';
 import { ingressThreadsPhase, type IngressThreadsResults } from './ingress-threads.ts';
 import { ingressThreadsVerdicts, renderIngressThreads } from './ingress-threads-report.ts';
+import { runLimited } from './limited-downstream.ts';
+import { limitedVerdicts, renderLimited } from './limited-downstream-report.ts';
+import type { LimitedResults } from './limited-downstream-types.ts';
 import { sleep } from './stats.ts';
 import type {
   BatchFigures,
@@ -55,7 +62,7 @@ import type {
 } from './types.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-/** `window`: only phase 6 (fixed vs adaptive batch window). */
+/** `window`: only phase 6 (fixed vs adaptive batch window); `limited`: only phase 8 (a downstream with a limit). */
 const ONLY = process.env.BENCH_PHASE ?? '';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 2000);
 const OPEN_LOOP_CONNECTIONS = 4000;
@@ -710,6 +717,24 @@ async function windowOnly(): Promise<void> {
   log(`written: bench/results/window.json (${meta.wallSeconds.toFixed(0)} s; load average at the end ${meta.loadAverageAtEnd[0]!.toFixed(2)})`);
 }
 
+/** bench/results/limited-downstream.json and .md, as `node bench/limited-downstream.ts` writes them. */
+function writeLimited(limited: LimitedResults): void {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(`${RESULTS_DIR}limited-downstream.json`, `${JSON.stringify(limited, null, 2)}\n`);
+  writeFileSync(`${RESULTS_DIR}limited-downstream.md`, renderLimited(limited));
+}
+
+/** BENCH_PHASE=limited: phase 8 alone, written to bench/results/limited-downstream.json and .md and printed. */
+async function limitedOnly(): Promise<void> {
+  const load = loadavg();
+  log(`batching-sidecar bench, phase 8 only (BENCH_PHASE=limited): ${cpus().length} CPUs, load average ${load[0]!.toFixed(2)}${QUICK ? ' (BENCH_QUICK: smoke test only)' : ''}`);
+  const limited = await runLimited(log);
+  writeLimited(limited);
+  log('');
+  log(renderLimited(limited));
+  log(`written: bench/results/limited-downstream.json, bench/results/limited-downstream.md (${limited.wallSeconds.toFixed(0)} s; load average at the end ${limited.loadAverageAtEnd.toFixed(2)})`);
+}
+
 // ---------------------------------------------------------------- main
 
 function fmt(n: number | null | undefined, digits: number): string {
@@ -747,7 +772,7 @@ async function main(): Promise<void> {
   const downstream = await startDownstream(DOWNSTREAM_LATENCY_MS);
   let results: BenchResults;
   try {
-    log(`[1/7] throughput, closed loop, ${CONNECTIONS} connections, ${TIME.throughput} s each: tracing off and on alternating, ${TRACING_ROUNDS} rounds`);
+    log(`[1/8] throughput, closed loop, ${CONNECTIONS} connections, ${TIME.throughput} s each: tracing off and on alternating, ${TRACING_ROUNDS} rounds`);
     const sink = await startOtlpSink();
     const rounds: TracingRound[] = [];
     try {
@@ -775,25 +800,25 @@ async function main(): Promise<void> {
     const ratio = bareSide.closed.okPerSecond > 0 ? sidecarSide.closed.okPerSecond / bareSide.closed.okPerSecond : null;
 
     const rate = round(0.8 * max);
-    log(`[2/7] added latency, open loop at ${rate} req/s (80% of ${max.toFixed(0)}), ${TIME.latency} s each`);
+    log(`[2/8] added latency, open loop at ${rate} req/s (80% of ${max.toFixed(0)}), ${TIME.latency} s each`);
     const latency = await latencyPhase(rate, downstream, bodies);
     log(
       `  sidecar e2e p99 ${fmt(latency.sidecar.open.latencyMs?.p99, 1)} ms, overhead p99 ${fmt(latency.sidecar.overhead?.p99?.ms, 2)} ms; ` +
         `bare e2e p99 ${fmt(latency.bare.open.latencyMs?.p99, 1)} ms`,
     );
 
-    log(`[3/7] batching efficiency at ${efficiencyRates(max).map((r) => r.rate).join(', ')} req/s`);
+    log(`[3/8] batching efficiency at ${efficiencyRates(max).map((r) => r.rate).join(', ')} req/s`);
     const efficiency = await efficiencyPhase(max, downstream, bodies);
 
-    log(`[4/7] memory with ${WAITING_REQUESTS} requests waiting on a ${5000} ms downstream`);
+    log(`[4/8] memory with ${WAITING_REQUESTS} requests waiting on a ${5000} ms downstream`);
     const memory = await memoryPhase(bodies);
     log(`  RSS idle ${fmt((memory.idleRssBytes ?? Number.NaN) / 2 ** 20, 1)} MiB, with ${WAITING_REQUESTS} waiting ${fmt((memory.waitingRssBytes ?? Number.NaN) / 2 ** 20, 1)} MiB`);
 
     const shardRate = round(Math.min(0.5 * max, 10_000));
-    log(`[5/7] shards ${SHARD_COUNTS.join(', ')} at ${shardRate} req/s`);
+    log(`[5/8] shards ${SHARD_COUNTS.join(', ')} at ${shardRate} req/s`);
     const shards = await shardPhase(shardRate, downstream, bodies);
 
-    log(`[6/7] batch window, fixed vs adaptive, at ${WINDOW_RATES.join(', ')} req/s and at a bottleneck`);
+    log(`[6/8] batch window, fixed vs adaptive, at ${WINDOW_RATES.join(', ')} req/s and at a bottleneck`);
     const window = await windowPhase(downstream, bodies);
 
     const downstreamFinal = sampleProcess(downstream.pid);
@@ -841,8 +866,15 @@ async function main(): Promise<void> {
   // ---- ingress threads (bench/ingress-threads.ts): INGRESS_THREADS=1 against 2, with processes of its own.
   let ingressThreads: IngressThreadsResults | null = null;
   if (process.env.BENCH_SKIP_INGRESS_THREADS !== '1') {
-    log('[7/7] ingress threads: INGRESS_THREADS 1 against 2, closed loop at 4,000 connections, open loop at 5,000 req/s with the bare route');
+    log('[7/8] ingress threads: INGRESS_THREADS 1 against 2, closed loop at 4,000 connections, open loop at 5,000 req/s with the bare route');
     ingressThreads = await ingressThreadsPhase(log);
+  }
+  // ---- a downstream with a limit (bench/limited-downstream.ts), with processes of its own.
+  let limited: LimitedResults | null = null;
+  if (process.env.BENCH_SKIP_LIMITED !== '1') {
+    log('[8/8] a downstream with a limit: the sidecar untuned and hand-tuned, at and over capacity, a capacity drop, two sidecars');
+    limited = await runLimited(log);
+    writeLimited(limited);
   }
   results.meta.wallSeconds = (performance.now() - started) / 1000;
   let summary = renderSummary(results);
@@ -856,7 +888,10 @@ async function main(): Promise<void> {
   // ---- end of issue 10 hot path
   // ---- ingress threads: its section last, its figures into latest.json.
   if (ingressThreads !== null) summary = `${summary}\n${renderIngressThreads(ingressThreads)}`;
-  const json = ingressThreads === null ? withHotPath : { ...withHotPath, ingressThreads, ingressThreadsVerdicts: ingressThreadsVerdicts(ingressThreads) };
+  const withIngress = ingressThreads === null ? withHotPath : { ...withHotPath, ingressThreads, ingressThreadsVerdicts: ingressThreadsVerdicts(ingressThreads) };
+  // ---- a downstream with a limit: its section last, its figures into latest.json (and limited-downstream.json).
+  if (limited !== null) summary = `${summary}\n${renderLimited(limited)}`;
+  const json = limited === null ? withIngress : { ...withIngress, limitedDownstream: limited, limitedDownstreamVerdicts: limitedVerdicts(limited) };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(`${RESULTS_DIR}latest.json`, `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(`${RESULTS_DIR}summary.md`, summary);
@@ -876,7 +911,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 try {
   if (ONLY === 'window') await windowOnly();
-  else if (ONLY !== '') throw new Error(`BENCH_PHASE=${ONLY}: the only phase that runs alone is "window"`);
+  else if (ONLY === 'limited') await limitedOnly();
+  else if (ONLY !== '') throw new Error(`BENCH_PHASE=${ONLY}: the phases that run alone are "window" and "limited"`);
   else await main();
   process.exit(0);
 } catch (error) {

@@ -39,7 +39,17 @@ export interface SegmentLoopOptions {
   readonly onSegment?: (index: number) => void;
   /** Count the distinct `x-batch-id` values answered to each segment's requests (a Set per segment). */
   readonly countBatches?: boolean;
+  /**
+   * Stamp each request `x-request-start: <epoch ms>` at its intended send
+   * time, as a load balancer in front stamps when it receives a request
+   * (SPEC §2): the wait in this generator's connection pool is then the edge
+   * wait the sidecar sees.
+   */
+  readonly stamp?: boolean;
 }
+
+/** An answer counts as in time when it came within this long of the request's intended send time. */
+export const IN_TIME_MS = 1_000;
 
 /** Outcome counts and latency of a set of requests. */
 export interface Outcomes {
@@ -62,6 +72,8 @@ export interface Outcomes {
   readonly latencyMs: Percentiles | null;
   /** Latency of 2xx answers only. */
   readonly okLatencyMs: Percentiles | null;
+  /** 2xx answers within IN_TIME_MS of the intended send time: what a caller with a 1 s deadline can use. */
+  readonly okInTime: number;
 }
 
 export interface SegmentResult extends Outcomes {
@@ -278,8 +290,12 @@ export class SegmentLoop {
   private send(index: number): void {
     this.lag[index] = performance.now() - this.t0 - this.intended[index]!;
     const bodies = this.options.bodies;
+    const headers =
+      this.options.stamp === true
+        ? { 'content-type': 'application/json', 'x-request-start': String(Math.round(performance.timeOrigin + this.t0 + this.intended[index]!)) }
+        : this.headers;
     this.pool.dispatch(
-      { path: this.options.path, method: 'POST', headers: this.headers, body: bodies[index % bodies.length]! },
+      { path: this.options.path, method: 'POST', headers, body: bodies[index % bodies.length]! },
       new Handler(this, index),
     );
   }
@@ -315,11 +331,15 @@ export class SegmentLoop {
     const good = new Float64Array(ok);
     let a = 0;
     let g = 0;
+    let okInTime = 0;
     for (let i = from; i < to; i++) {
       const status = this.status[i]!;
       if (status === 0 || status === ERROR) continue;
       all[a++] = this.latency[i]!;
-      if (status >= 200 && status < 300) good[g++] = this.latency[i]!;
+      if (status >= 200 && status < 300) {
+        good[g++] = this.latency[i]!;
+        if (this.latency[i]! <= IN_TIME_MS) okInTime++;
+      }
     }
     return {
       sent: Math.max(0, Math.min(to, this.sent) - from),
@@ -334,6 +354,7 @@ export class SegmentLoop {
       unfinished,
       latencyMs: percentiles(all),
       okLatencyMs: percentiles(good),
+      okInTime,
     };
   }
 
