@@ -1,6 +1,8 @@
 /**
  * Starts the real sidecar as a child process (`node src/main.ts`), the way
  * `npm start` does, on an ephemeral port, and stops it with real signals.
+ * When it exits before it is ready, the error says why in the sidecar's own
+ * words (its error-level log lines and its stderr), for the demo to print.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -39,6 +41,40 @@ export interface SidecarProcess {
 function ingressThreads(): Record<string, string> {
   const threads = process.env.INGRESS_THREADS;
   return threads === undefined ? {} : { INGRESS_THREADS: threads };
+}
+
+/**
+ * What a sidecar that did not get ready said about it: its log lines at error
+ * level or above (pino: 50 error, 60 fatal) as "msg: err.message", and the end
+ * of its stderr (a configuration error, a crash); one per line after a colon.
+ */
+function why(logs: readonly Record<string, unknown>[], stderr: string): string {
+  const lines: string[] = [];
+  for (const entry of logs) {
+    if (typeof entry.level !== 'number' || entry.level < 50) continue;
+    const err = entry.err as { message?: unknown } | undefined;
+    lines.push(`${String(entry.msg ?? 'error')}${typeof err?.message === 'string' ? `: ${err.message}` : ''}`);
+  }
+  const tail = stderr.trim().split('\n').slice(-20).join('\n');
+  if (tail !== '') lines.push(tail);
+  return lines.length === 0 ? '' : `:\n${lines.join('\n')}`;
+}
+
+/**
+ * Stops every sidecar started here that still runs, ready or still starting:
+ * SIGTERM (it drains), then SIGKILL for any still running after `timeoutMs`.
+ * For a program that must leave nothing behind when it stops (the demo on Ctrl-C).
+ * Resolves with how many it stopped.
+ */
+export async function stopAllSidecars(timeoutMs = 15_000): Promise<number> {
+  const children = [...running];
+  for (const child of children) child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, timeoutMs);
+  await Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : once(child, 'exit'))));
+  clearTimeout(timer);
+  return children.length;
 }
 
 /** Runs main.ts to completion (bad configuration, --help). */
@@ -97,8 +133,14 @@ export async function startSidecar(
         logs.push({ raw: line });
       }
     });
-    void exited.then((exit) => reject(new Error(`sidecar exited before ready: ${JSON.stringify(exit)} ${stderr}`)));
-    setTimeout(() => reject(new Error(`sidecar not ready after 20 s: ${stderr}`)), 20_000).unref();
+    // 'close' comes once its stdout and stderr are read to the end, so its last log lines are in `logs`;
+    // bounded, in case something it started holds them open.
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    void exited.then(async (exit) => {
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+      reject(new Error(`sidecar exited before ready: ${JSON.stringify(exit)}${why(logs, stderr)}`));
+    });
+    setTimeout(() => reject(new Error(`sidecar not ready after 20 s${why(logs, stderr)}`)), 20_000).unref();
   });
   let port: number;
   try {
