@@ -1,5 +1,5 @@
 /**
- * What one batch costs, in two parts (ADR 0013, README "What bounds it"):
+ * What one batch costs, in two parts (ADR 0013, docs/performance.md "What bounds it"):
  *
  *   batcher  the sidecar's own batch path (Batcher → ShardQueue → shard actor's
  *            xstate event → dispatchBatch → settle), with a downstream that
