@@ -8,11 +8,11 @@
  * latency counted from that time), in three phases after a 1 s warm-up:
  *
  *   1. steady: below the downstream's capacity (DEMO_RATE, 1,000 req/s, for
- *      DEMO_STEADY_S, 5 s), with the overhead p99 beside the 15 ms target;
+ *      DEMO_STEADY_S, 5 s), with the overhead p99 (beside the 15 ms target
+ *      when the downstream has room: DEMO_WORKERS=0);
  *   2. surge: well past it (DEMO_SURGE_RATE, 6,000 req/s, for DEMO_SURGE_S,
  *      5 s): batches grow, the downstream runs at its maximum, and the excess
- *      is refused with 503 + retry-after (or waits, if the sidecar does not
- *      refuse it);
+ *      is refused with 503 + retry-after;
  *   3. recovery: back at the steady rate (DEMO_RECOVERY_S, 5 s).
  *
  * For each phase (demo/report.ts): client answers (200 / 503 with retry-after /
@@ -22,6 +22,12 @@
  * sidecar overhead p99, and a line per second. Then the sidecar keeps serving
  * until Ctrl-C (DEMO_EXIT=1: drain and exit at once, for CI). A Ctrl-C at any
  * moment stops everything the demo started (demo/stopper.ts).
+ *
+ * The generator stamps each request `x-request-start` at its intended send
+ * time, as a load balancer in front does (SPEC §2): a backlog in its
+ * connection pool is then an edge wait the sidecar sees, and refuses by age
+ * (ADR 0021). DEMO_STAMP=0 sends no stamp: the backlog then waits in the pool,
+ * unseen, and nothing is refused.
  *
  * Environment: DEMO_PORT (sidecar, default 8080), DEMO_CONNECTIONS (2000),
  * DEMO_WORKERS (4), DEMO_LATENCY_MS (50), DEMO_PER_ITEM_MS (0.5),
@@ -51,6 +57,7 @@ const steadyS = num('DEMO_STEADY_S', 5);
 const surgeRate = num('DEMO_SURGE_RATE', 6000, 'DEMO_BURST_RATE');
 const surgeS = num('DEMO_SURGE_S', 5, 'DEMO_BURST_S');
 const recoveryS = num('DEMO_RECOVERY_S', 5);
+const stamp = process.env.DEMO_STAMP !== '0';
 const batchMaxSize = num('BATCH_MAX_SIZE', 100);
 const maximum = maxItemsPerSecond(shape, batchMaxSize);
 
@@ -86,7 +93,7 @@ async function main(): Promise<void> {
   const sidecar = stopper.sidecar;
   const settings = Object.keys(extra);
   console.log(`sidecar:           ${sidecar.url}/process, ${settings.length === 0 ? 'default configuration' : `defaults but ${settings.join(', ')}`}`);
-  console.log(`load generator:    its own process, open loop, up to ${connections} connections\n`);
+  console.log(`load generator:    its own process, open loop, up to ${connections} connections${stamp ? ", each request stamped x-request-start at its send time (as a load balancer in front would)" : ", no edge stamp"}\n`);
 
   const segments: Segment[] = [
     { label: 'warmup', rate: Math.min(rate, 1000), seconds: 1 },
@@ -108,7 +115,7 @@ async function main(): Promise<void> {
     }
   };
   const result = await stopper.step(
-    runGenerator({ mode: 'open', origin: sidecar.url, connections, segments, bodies: makeBodies(64), drainS: 15 }, onEvent, { signal: stopper.generator.signal }),
+    runGenerator({ mode: 'open', origin: sidecar.url, connections, segments, bodies: makeBodies(64), drainS: 15, stamp }, onEvent, { signal: stopper.generator.signal }),
   );
   live.close();
 

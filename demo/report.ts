@@ -76,7 +76,13 @@ export function printPhase(r: PhaseReport): void {
   );
   const o = r.overhead;
   const p99 = `${o.overflow ? '> ' : ''}${f(o.p99)} ms`;
-  if (r.target === true) {
+  if (r.target === true && r.workers > 0) {
+    // Against a downstream of a few calls at a time, items wait for a call slot: the shield at work, not overhead.
+    console.log(
+      `  overhead p99:     ${p99} (sidecar_overhead_seconds: time in the sidecar less the downstream call, so the window and the wait ` +
+        `for one of the ${r.workers} calls the downstream works at once; the ${TARGET_MS} ms target is for a downstream with room)`,
+    );
+  } else if (r.target === true) {
     const verdict = o.p99 === null ? 'n/a' : !o.overflow && o.p99 <= TARGET_MS ? 'within' : 'OVER';
     console.log(
       `  overhead p99:     ${p99}, target ≤ ${TARGET_MS} ms: ${verdict} (sidecar_overhead_seconds, p50 ${f(o.p50)} ms: time in the sidecar ` +
