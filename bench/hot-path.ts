@@ -25,6 +25,8 @@
  * bench/results/hot-path.json and hot-path.md; `npm run bench` runs it first.
  * BENCH_QUICK=1: a few seconds per phase, one round (smoke test, not a measurement).
  * HOT_PATH_ROUNDS (default 2), HOT_PATH_BURST_ROUNDS (default 1), HOT_PATH_RATES (e.g. "1000,5000"),
+ * HOT_PATH_BURST_RATE (default 20000), HOT_PATH_BURST_STAMP=1 (the generator stamps each request
+ * `x-request-start` at its intended send time, as a load balancer in front would: SPEC §2),
  * HOT_PATH_FLOOR=0 (no floor runs), SIDECAR_ENV
  * (JSON object of extra sidecar variables, e.g. '{"SHARD_COUNT":"2"}').
  * The servers under test and what is sampled from them: bench/server-under-test.ts;
@@ -57,8 +59,10 @@ export const DOWNSTREAM_HOLD_MS = 50;
 export const OPEN_CONNECTIONS = 2000;
 export const CLOSED_CONNECTIONS = 4000;
 const BURST_CONNECTIONS = 4000;
-const BURST = { preRate: 1000, preS: 3, rate: 20_000, seconds: 10, recoveryRate: 1000, graceS: 2, recoveredS: 3 };
-const QUICK_BURST = { preRate: 1000, preS: 1, rate: 20_000, seconds: 2, recoveryRate: 1000, graceS: 2, recoveredS: 1 };
+const BURST_RATE = Number(process.env.HOT_PATH_BURST_RATE ?? 20_000);
+const BURST_STAMP = process.env.HOT_PATH_BURST_STAMP === '1';
+const BURST = { preRate: 1000, preS: 3, rate: BURST_RATE, seconds: 10, recoveryRate: 1000, graceS: 2, recoveredS: 3, stamped: BURST_STAMP };
+const QUICK_BURST = { preRate: 1000, preS: 1, rate: BURST_RATE, seconds: 2, recoveryRate: 1000, graceS: 2, recoveredS: 1, stamped: BURST_STAMP };
 
 /** Seconds. */
 export const TIME = QUICK
@@ -305,7 +309,7 @@ async function burstRun(ctx: HotPathContext, variant: Variant, round: number): P
       else if (e.event === 'segment' && e.index === 3) window.close();
     };
     const result = await runGenerator(
-      { mode: 'open', origin: target.child.url, connections: BURST_CONNECTIONS, segments, bodies: ctx.bodies, drainS: TIME.drain },
+      { mode: 'open', origin: target.child.url, connections: BURST_CONNECTIONS, segments, bodies: ctx.bodies, drainS: TIME.drain, stamp: b.stamped },
       onEvent,
     );
     const server = await window.figures();
@@ -354,7 +358,10 @@ export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]):
   }
   if (phases.includes('burst')) {
     const b = burstSchedule();
-    ctx.log(`  hot path, burst: ${b.preRate}/s for ${b.preS} s, ${b.rate}/s for ${b.seconds} s, ${b.recoveryRate}/s for ${b.graceS + b.recoveredS} s, ${BURST_CONNECTIONS} connections`);
+    ctx.log(
+      `  hot path, burst: ${b.preRate}/s for ${b.preS} s, ${b.rate}/s for ${b.seconds} s, ${b.recoveryRate}/s for ${b.graceS + b.recoveredS} s, ` +
+        `${BURST_CONNECTIONS} connections${b.stamped ? ', stamped at the intended send time' : ''}`,
+    );
     for (let round = 0; round < BURST_ROUNDS; round++) {
       for (const variant of order(round)) {
         const run = await burstRun(ctx, variant, round);
@@ -362,7 +369,8 @@ export async function runHotPath(ctx: HotPathContext, phases: readonly Phase[]):
         const s = run.segments.find((x) => x.label === 'burst')!;
         ctx.log(
           `    ${variant.padEnd(7)} burst: ${s.ok} ok, ${s.shed} × 503 (${s.shedWithRetryAfter} with retry-after), ${s.otherStatus} other, ` +
-            `${s.errorCount} errors, ${s.unfinished} unanswered; p99 of answers ${fmt(s.latencyMs?.p99, 0)} ms`,
+            `${s.errorCount} errors, ${s.unfinished} unanswered; p99 of answers ${fmt(s.latencyMs?.p99, 0)} ms; ` +
+            `in time (2xx within 1 s) ${fmt(s.okInTime / s.seconds, 0)}/s`,
         );
         await sleep(300);
       }
