@@ -66,6 +66,8 @@ const batcher = new Batcher({
     log.fatal({ err: error }, 'batcher failed: every held request was answered 500; exiting');
     setTimeout(() => process.exit(1), 500);
   },
+  // A line per change of the limit, never per call; at debug, as it can change a few times a second.
+  onLimitChange: log.isLevelEnabled('debug') ? (change) => log.debug({ callLimit: change }, 'downstream call limit changed') : undefined,
 }).start();
 telemetry.observeShards(
   () => batcher.stats(),

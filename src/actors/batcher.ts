@@ -20,6 +20,7 @@ import { NO_OBSERVER, type BatchObserver, type Item, type ItemSink } from './bat
 import type { DispatchPolicy } from './dispatch-batch.ts';
 import { BatchWindow } from './batch-window.ts';
 import { CallGate } from './call-gate.ts';
+import type { LimitChange } from './call-limit.ts';
 import { ShardRouter } from './routing.ts';
 import { ShardQueue } from './shard-queue.ts';
 import { supervisorMachine } from './supervisor.machine.ts';
@@ -48,6 +49,8 @@ export interface BatcherOptions {
    * answered (500) by then; the process should exit and be restarted.
    */
   readonly onFatal?: (error: unknown) => void;
+  /** Each change of the adaptive downstream call limit (main.ts logs it at debug). */
+  readonly onLimitChange?: (change: LimitChange) => void;
 }
 
 export interface ShardStats {
@@ -94,6 +97,7 @@ export class Batcher implements BatchIntake {
     onFatal = (error) => {
       throw error;
     },
+    onLimitChange,
   }: BatcherOptions) {
     this.shardCount = config.shardCount;
     this.router = new ShardRouter(config.shardCount);
@@ -107,6 +111,7 @@ export class Batcher implements BatchIntake {
       shardCount: config.shardCount,
       maxInflightBatches: config.maxInflightBatches,
       batchMaxSize: config.batchMaxSize,
+      onLimitChange,
     });
     this.queues = Array.from(
       { length: config.shardCount },

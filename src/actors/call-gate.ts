@@ -10,12 +10,24 @@
  *   goes to the shard whose next batch has waited longest (its first item
  *   came first), so no shard starves, whatever its share of the keys.
  *
+ * The latency the law learns from is the call's, less this thread's own
+ * event-loop delay at the time: an answer that waits in our busy loop is not
+ * the downstream's queue. The delay is sampled (perf_hooks'
+ * monitorEventLoopDelay, a libuv timer at LOOP_RESOLUTION_MS) only while calls
+ * are in flight, so an idle sidecar runs no timer.
+ *
  * A batch that gets no slot is not the gate's to hold: its shard keeps it
  * open and still filling (shard-queue.ts), and the gate calls the shard back
  * (`wake`) when a slot is its turn. The gate hears of calls and slots, never
  * of items.
  */
-import { CallLimit } from './call-limit.ts';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { CallLimit, type LimitChange } from './call-limit.ts';
+
+/** The loop-delay sampler's resolution, ms: 1, so that it sees how long a ready callback waits (at 10 it missed most of it). */
+const LOOP_RESOLUTION_MS = 1;
+/** The loop delay subtracted from a call is the mean over the last window of this long (or less). */
+const LOOP_WINDOW_MS = 200;
 
 export type ConcurrencyMode = 'adaptive' | 'fixed';
 export const CONCURRENCY_MODES: readonly ConcurrencyMode[] = ['adaptive', 'fixed'];
@@ -50,6 +62,8 @@ export interface CallGateOptions {
   /** MAX_INFLIGHT_BATCHES: per shard in fixed mode; × shardCount is the adaptive ceiling. */
   readonly maxInflightBatches: number;
   readonly batchMaxSize: number;
+  /** Each change of the adaptive limit (a debug log line). */
+  readonly onLimitChange?: (change: LimitChange) => void;
 }
 
 export class CallGate {
@@ -60,15 +74,20 @@ export class CallGate {
   private readonly law: CallLimit | null;
   private readonly members: GateMember[] = [];
   private waking = false;
+  /** This thread's event-loop delay while calls are in flight (adaptive mode only). */
+  private readonly loop: ReturnType<typeof monitorEventLoopDelay> | null;
+  private loopSince = 0;
+  private loopDelayMs = 0;
 
-  constructor({ mode, shardCount, maxInflightBatches, batchMaxSize }: CallGateOptions) {
+  constructor({ mode, shardCount, maxInflightBatches, batchMaxSize, onLimitChange }: CallGateOptions) {
     this.mode = mode;
     this.perShard = maxInflightBatches;
     const max = shardCount * maxInflightBatches;
     // Start at one call per shard: low enough that the first calls rarely queue
     // in a small downstream (which would spoil the latency baseline), and
     // probing doubles nothing: a downstream with room is found within a second.
-    this.law = mode === 'adaptive' ? new CallLimit({ max, initial: shardCount, batchMaxSize }) : null;
+    this.law = mode === 'adaptive' ? new CallLimit({ max, initial: shardCount, batchMaxSize, onChange: onLimitChange }) : null;
+    this.loop = mode === 'adaptive' ? monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS }) : null;
   }
 
   /** The calls allowed in flight now, all shards (sidecar_downstream_concurrency_limit). */
@@ -94,7 +113,7 @@ export class CallGate {
       }
       if (this.members.length > 1 && this.olderThan(member.waitingSince) !== null) return false;
     }
-    this.inflight++;
+    if (this.inflight++ === 0 && this.loop !== null) this.loop.enable();
     return true;
   }
 
@@ -105,14 +124,31 @@ export class CallGate {
       if (member.waitingSince !== Infinity && member.inflightCalls < this.perShard) member.wake();
       return;
     }
-    if (verdict === 'sample') this.law.onSample(latencyMs, items, now);
+    const loopDelayMs = this.loopDelay(now);
+    if (this.inflight === 0) this.loop?.disable();
+    // At least half the call stays: the loop delay is an estimate, the call's latency a measurement.
+    if (verdict === 'sample') this.law.onSample(Math.max(latencyMs / 2, latencyMs - loopDelayMs), items, now, this.inflight + 1);
     else if (verdict === 'drop') this.law.onDrop(now);
     this.offerFreeSlots();
   }
 
   /** A call that never started (nothing was left to send): its slot is free again. */
   cancel(): void {
-    this.inflight--;
+    if (--this.inflight === 0) this.loop?.disable();
+  }
+
+  /** The mean event-loop delay (beyond the sampler's own period) over the current window, ms. */
+  private loopDelay(now: number): number {
+    const loop = this.loop;
+    if (loop === null) return 0;
+    if (now - this.loopSince >= LOOP_WINDOW_MS) {
+      // The histogram's mean is of the whole interval between samples, in ns: the delay is what exceeds the resolution.
+      const mean = loop.count > 0 ? loop.mean / 1e6 - LOOP_RESOLUTION_MS : 0;
+      this.loopDelayMs = mean > 0 ? mean : 0;
+      loop.reset();
+      this.loopSince = now;
+    }
+    return this.loopDelayMs;
   }
 
   /**

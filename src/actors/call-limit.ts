@@ -31,18 +31,36 @@
  * what a round reads without queueing (the downstream's own jitter).
  *
  *   queueing   ratio > floor × (1 + TOLERANCE): calls waited in the
- *              downstream. estimate ← estimate × floor / ratio (Little's law:
- *              L / (L / W) = W), but not below half the ceiling (below).
- *              A level above the ceiling (a probe) is judged on one round; a
- *              level that ran clean lately must queue two rounds running. One
- *              slow round happens without any queue of ours: a busy machine,
- *              a GC pause, the downstream's own hiccup. Seen on this 2-core
- *              bench box while it shed a backlog: rounds 1.2-1.8x slow even at
- *              one call in flight, and a law that believed each one cut the
- *              limit from 4 to 1 in two seconds.
+ *              downstream. estimate ← C × floor / ratio, C the round's mean
+ *              calls in flight (Little's law: C / (C / W) = W; the limit
+ *              itself says nothing when it was not reached), but not below
+ *              half the ceiling (below).
+ *              A level above the ceiling (a probe) must queue PROBE_STRIKES
+ *              rounds running, a level that ran clean lately
+ *              CLEAN_LEVEL_STRIKES. Slow rounds happen without any queue of ours: a
+ *              busy machine, a GC pause, the downstream's own hiccup. Seen on
+ *              this 2-core bench box while it shed a backlog (rounds 1.2-1.8x
+ *              slow even at one call in flight: a law that believed each one
+ *              cut the limit from 4 to 1 in two seconds) and at 10,000 req/s
+ *              against a downstream with room (rounds up to 1.34x, now and
+ *              then two in a row), while a standing queue of ours reads slow
+ *              every round.
+ *   not ours   two cuts in a row, and the first round judged after the
+ *              second still reads no better (not 10 % below the first cut's
+ *              ratio): by Little's law cutting our own queue shortens every
+ *              call, so this slowness is not ours (a busy machine, a
+ *              downstream slow for other reasons). The limit goes back to
+ *              where it was before those cuts, and that ratio is the floor for
+ *              BASELINE_SLOT_MS. Two cuts, not one: a second client of the
+ *              downstream cuts too, a round or two later, and only both cuts
+ *              together shorten the calls. Seen on this 2-core box at 10,000
+ *              req/s against a downstream with room (its own process slowed by
+ *              the others): rounds 1.2-1.4x at any limit, and a law without
+ *              this check went from 15 to 6 and held every batch.
  *   held       no queueing, and a batch waited for a call slot during the
  *              round (the limit held work back): probe higher once `probeAt`
- *              has passed, by one call, or by a quarter while no round has
+ *              has passed, by one call; below the ceiling (after a cut) by
+ *              half the way back to it; by a quarter while no round has
  *              queued for SLOW_START_AFTER_MS (a downstream with room is found
  *              within a second or two).
  *   otherwise  hold: nothing waits for a slot, more calls would not help.
@@ -72,13 +90,13 @@
  */
 
 /** How far a round's ratio may stand above the floor before calls are taken to have queued. */
-export const TOLERANCE = 0.12;
+export const TOLERANCE = 0.15;
 /**
  * The floor never stands higher than this: a downstream whose latency varies
  * by more from call to call is judged as if it did not, and a standing queue
  * from the first call on (no clean round yet) still reads as queueing.
  */
-export const MAX_FLOOR = 1.05;
+export const MAX_FLOOR = 1.1;
 /** Sizes 1..BATCH_MAX_SIZE fall into this many equal ranges, each with its own baseline. */
 export const SIZE_BUCKETS = 16;
 /** Baselines and the floor are the minimum over the current slot and the one before. */
@@ -90,9 +108,13 @@ export const PROBE_BACKOFF_MAX_MS = 2_000;
 /** After a probe above the ceiling queued: the next one, while calls leave full... */
 export const KNEE_PROBE_MS = 10_000;
 /** ...and while they leave short of full. */
-export const KNEE_PROBE_PARTIAL_MS = 60_000;
+export const KNEE_PROBE_PARTIAL_MS = 30_000;
 /** With no queueing for this long, probes grow by a quarter instead of one call. */
 export const SLOW_START_AFTER_MS = 30_000;
+/** Rounds in a row that must read as queueing before a probe is cut back... */
+export const PROBE_STRIKES = 2;
+/** ...and before a level that ran clean lately is cut. */
+export const CLEAN_LEVEL_STRIKES = 3;
 /** A drop keeps this share of the limit. */
 const DROP_KEEP = 0.75;
 
@@ -105,6 +127,17 @@ export interface CallLimitOptions {
   readonly batchMaxSize: number;
   /** 0..1, for the probe jitter; tests pass their own. */
   readonly random?: () => number;
+  /** Told each change of the limit in force, with the round's ratio and floor (a debug log line; never per call). */
+  readonly onChange?: (change: LimitChange) => void;
+}
+
+export interface LimitChange {
+  readonly from: number;
+  readonly to: number;
+  readonly why: 'queueing' | 'probe' | 'drop' | 'not-ours';
+  /** The round's ratio and the floor it was judged against (1 for a drop). */
+  readonly ratio: number;
+  readonly floor: number;
 }
 
 export class CallLimit {
@@ -115,6 +148,7 @@ export class CallLimit {
   /** A call of at least this many items is full (90 % of BATCH_MAX_SIZE). */
   private readonly fullItems: number;
   private readonly random: () => number;
+  private readonly onChange: ((change: LimitChange) => void) | undefined;
   private readonly current = new Float64Array(SIZE_BUCKETS).fill(Infinity);
   private readonly previous = new Float64Array(SIZE_BUCKETS).fill(Infinity);
   private slotStart = Number.NEGATIVE_INFINITY;
@@ -127,6 +161,7 @@ export class CallLimit {
   private ceilingSlotStart = Number.NEGATIVE_INFINITY;
   private samples = 0;
   private ratioSum = 0;
+  private inflightSum = 0;
   /** Calls of the round that left full. */
   private fullCalls = 0;
   /** Calls still to come back that were sent before the last change: not judged. */
@@ -135,6 +170,15 @@ export class CallLimit {
   private held = false;
   /** Rounds in a row that read as queueing. */
   private strikes = 0;
+  /** Latency cuts in a row whose next round read no better, the ratio of the first, and the estimate before it. */
+  private fruitlessCuts = 0;
+  private firstCutRatio = 0;
+  private beforeCuts = 0;
+  /** A cut was made and the round after it is not judged yet. */
+  private cutPending = false;
+  /** A floor raised by cuts that did not help, and until when it holds. */
+  private noiseFloor = 1;
+  private noiseUntil = Number.NEGATIVE_INFINITY;
   /** The last change was a probe up, not judged yet. */
   private probing = false;
   private probeAt = Number.NEGATIVE_INFINITY;
@@ -143,8 +187,9 @@ export class CallLimit {
   private backoffMs = 0;
   private lastQueued = Number.NEGATIVE_INFINITY;
 
-  constructor({ max, initial, batchMaxSize, random = Math.random }: CallLimitOptions) {
+  constructor({ max, initial, batchMaxSize, random = Math.random, onChange }: CallLimitOptions) {
     this.random = random;
+    this.onChange = onChange;
     this.max = Math.max(1, max);
     this.estimate = Math.min(this.max, Math.max(1, Math.round(initial)));
     this.bucketWidth = Math.max(1, batchMaxSize) / SIZE_BUCKETS;
@@ -161,8 +206,8 @@ export class CallLimit {
     this.held = true;
   }
 
-  /** A call of `items` items answered after `latencyMs`, at `now` (monotonic ms). */
-  onSample(latencyMs: number, items: number, now: number): void {
+  /** A call of `items` items answered after `latencyMs`, at `now` (monotonic ms), with `inflight` calls in flight (itself included). */
+  onSample(latencyMs: number, items: number, now: number, inflight = this.limit): void {
     if (now - this.slotStart >= BASELINE_SLOT_MS) {
       this.previous.set(this.current);
       this.current.fill(Infinity);
@@ -178,13 +223,18 @@ export class CallLimit {
     }
     const best = this.baseline(bucket);
     this.ratioSum += best > 0 ? latencyMs / best : 1;
+    this.inflightSum += inflight;
     if (items >= this.fullItems) this.fullCalls++;
     if (++this.samples >= this.limit) this.endRound(now);
   }
 
   /** The call timed out, or the downstream refused it as overloaded (503/429). */
   onDrop(now: number): void {
+    const from = this.limit;
+    this.cutPending = false;
+    this.fruitlessCuts = 0;
     this.lower(this.estimate * DROP_KEEP, now);
+    if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: 'drop', ratio: 1, floor: 1 });
     this.startRound();
     this.unjudged = this.limit;
   }
@@ -205,7 +255,9 @@ export class CallLimit {
   private endRound(now: number): void {
     const ratio = this.ratioSum / this.samples;
     const before = this.estimate;
-    const floor = Math.min(this.floorCurrent, this.floorPrevious, ratio, MAX_FLOOR);
+    const from = this.limit;
+    let floor = Math.min(this.floorCurrent, this.floorPrevious, ratio, MAX_FLOOR);
+    if (now < this.noiseUntil && this.noiseFloor > floor) floor = this.noiseFloor;
     if (ratio < this.floorCurrent) this.floorCurrent = ratio;
     if (now - this.ceilingSlotStart >= CEILING_SLOT_MS) {
       this.ceilingPrevious = this.ceilingCurrent;
@@ -213,9 +265,40 @@ export class CallLimit {
       this.ceilingSlotStart = now;
     }
     const ceiling = Math.max(this.ceilingCurrent, this.ceilingPrevious);
+    if (this.cutPending) {
+      this.cutPending = false;
+      if (ratio > this.firstCutRatio * 0.9 && ratio > floor * (1 + TOLERANCE)) {
+        if (++this.fruitlessCuts >= 2) {
+          // Two cuts, and the calls are no faster: not our queue. Back to where we were; this slowness is the floor for now.
+          this.fruitlessCuts = 0;
+          this.estimate = Math.max(this.estimate, this.beforeCuts);
+          this.noiseFloor = ratio;
+          this.noiseUntil = now + BASELINE_SLOT_MS;
+          this.strikes = 0;
+          this.startRound();
+          this.unjudged = this.limit;
+          if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: 'not-ours', ratio, floor });
+          return;
+        }
+      } else {
+        this.fruitlessCuts = 0;
+      }
+    }
     if (ratio > floor * (1 + TOLERANCE)) {
       this.strikes++;
-      if (this.limit > ceiling || this.strikes >= 2) this.lower(Math.max((this.estimate * floor) / ratio, ceiling / 2), now);
+      const concurrency = Math.min(this.estimate, this.inflightSum / this.samples);
+      if (this.strikes >= (this.limit > ceiling ? PROBE_STRIKES : CLEAN_LEVEL_STRIKES)) {
+        const estimate = this.estimate;
+        this.lower(Math.max((concurrency * floor) / ratio, ceiling / 2), now);
+        // Only a cut that lowered the limit can be judged by what follows.
+        if (this.limit < from) {
+          if (this.fruitlessCuts === 0) {
+            this.firstCutRatio = ratio;
+            this.beforeCuts = estimate;
+          }
+          this.cutPending = true;
+        }
+      }
     } else {
       this.strikes = 0;
       if (this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
@@ -227,7 +310,11 @@ export class CallLimit {
       this.probing = false;
       const due = this.fullCalls * 2 >= this.samples ? this.probeAt : this.partialProbeAt;
       if (this.held && now >= due && this.estimate < this.max) {
-        const step = now - this.lastQueued > SLOW_START_AFTER_MS ? Math.max(1, Math.floor(this.estimate / 4)) : 1;
+        const ceilingNow = Math.max(this.ceilingCurrent, this.ceilingPrevious);
+        const step =
+          now - this.lastQueued > SLOW_START_AFTER_MS
+            ? Math.max(1, Math.floor(this.estimate / 4))
+            : Math.max(1, Math.floor((ceilingNow - this.estimate) / 2));
         this.estimate = Math.min(this.max, this.estimate + step);
         this.probing = true;
       }
@@ -235,6 +322,7 @@ export class CallLimit {
     this.startRound();
     // The calls in flight now were sent under the old limit.
     if (this.estimate !== before) this.unjudged = this.limit;
+    if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: this.limit > from ? 'probe' : 'queueing', ratio, floor });
   }
 
   private lower(to: number, now: number): void {
@@ -258,6 +346,7 @@ export class CallLimit {
   private startRound(): void {
     this.samples = 0;
     this.ratioSum = 0;
+    this.inflightSum = 0;
     this.fullCalls = 0;
     this.held = false;
   }
