@@ -72,8 +72,8 @@ const OVERLOADED = prepared(new SidecarErrors.SIDECAR_ERR_OVERLOADED());
 const EXPIRED = prepared(new SidecarErrors.SIDECAR_ERR_DEADLINE_EXCEEDED());
 
 export class Admission {
-  /** A standing backlog was seen in the last interval: old requests are refused (sidecar_admission_overloaded). */
-  overloaded = false;
+  /** A standing backlog was seen in the last interval (the law's state; it moves only when a stamped request arrives). */
+  private standing = false;
 
   private readonly header: string | null;
   private readonly requestTimeoutMs: number;
@@ -103,14 +103,23 @@ export class Admission {
     if (now >= this.intervalEnd) {
       // An interval with no arrival after the last one (an idle gap) has no backlog in it.
       const standing = now < this.intervalEnd + INTERVAL_MS && this.intervalMin > this.maxEdgeWaitMs;
-      if (standing && !this.overloaded) this.overloadedSince = now;
-      this.overloaded = standing && this.maxEdgeWaitMs > 0;
+      if (standing && !this.standing) this.overloadedSince = now;
+      this.standing = standing && this.maxEdgeWaitMs > 0;
       this.intervalEnd = now + INTERVAL_MS;
       this.intervalMin = Infinity;
     }
     if (edgeMs < this.intervalMin) this.intervalMin = edgeMs;
     if (edgeMs >= timeoutMs) return 'expired';
-    return this.overloaded && edgeMs > this.maxEdgeWaitMs ? 'refuse' : 'admit';
+    return this.standing && edgeMs > this.maxEdgeWaitMs ? 'refuse' : 'admit';
+  }
+
+  /**
+   * Old requests are refused now (sidecar_admission_overloaded): a backlog
+   * stood in the last interval, and stamped requests still arrive (with none
+   * for an interval, the next arrival starts afresh).
+   */
+  get overloaded(): boolean {
+    return this.standing && this.now() < this.intervalEnd + INTERVAL_MS;
   }
 
   /** Seconds a refused caller should wait: how long this overload has lasted, 1..60. */

@@ -45,7 +45,8 @@ describe('npm run demo', () => {
     const out = output();
     expect(out).toMatch(/its shape: +4 workers, each call 50 ms \+ 0\.5 ms per item: at most 4,000 items\/s/);
     expect(out).toMatch(/1\. steady, 200 req\/s/);
-    expect(out).toMatch(/overhead p99: +[\d.]+ ms, target ≤ 15 ms/);
+    // Against a downstream of 4 calls at a time the overhead is the wait for a slot: the 15 ms target is for one with room.
+    expect(out).toMatch(/overhead p99: +[\d.]+ ms \(sidecar_overhead_seconds: .* the 15 ms target is for a downstream with room\)/);
     expect(out).toMatch(/2\. surge, 1000 req\/s offered/);
     expect(out).toMatch(/500 sent: 500 answered: \d+ × 200, \d+ × 503 with retry-after, \d+ × 504, \d+ other/);
     expect(out).toMatch(/downstream: +\d[\d,]* items\/s answered = \d+% of its 4,000 maximum; its own queue wait p99 [\d.]+ ms/);

@@ -39,7 +39,15 @@ describe('requestTimeoutMs', () => {
 });
 
 describe('Admission (edge-wait CoDel)', () => {
-  const make = (maxEdgeWaitMs = 500) => new Admission({ header: 'x-request-start', requestTimeoutMs: 10_000, maxEdgeWaitMs });
+  // One clock for the law and the test: judge() is told the time, the overloaded gauge reads it.
+  let clock = NOW;
+  class Clocked extends Admission {
+    override judge(edgeMs: number, timeoutMs: number, now: number) {
+      clock = now;
+      return super.judge(edgeMs, timeoutMs, now);
+    }
+  }
+  const make = (maxEdgeWaitMs = 500) => new Clocked({ header: 'x-request-start', requestTimeoutMs: 10_000, maxEdgeWaitMs, now: () => clock });
 
   it('answers 504 to a request whose deadline passed at the edge, overloaded or not', () => {
     const admission = make();
