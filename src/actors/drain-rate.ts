@@ -34,6 +34,8 @@
  * few calls of a slow downstream. It was 5 s while only retry-after read it.
  */
 const HALF_LIFE_MS = 1_000;
+/** An idle spell this long makes the rate measured before it unknown. */
+const STALE_AFTER_MS = 1_000;
 
 export class DrainRate {
   /** Busy ms per call recently (1000 ÷ callsPerSecond), kept for the per-item check; 0 until a call has been timed. */
@@ -44,6 +46,11 @@ export class DrainRate {
 
   /** A call ended at `now`; `busySince` is when the shard last went from holding nothing to holding work. */
   record(now: number, busySince: number): void {
+    // Idle for longer than STALE_AFTER_MS since the last finish: what was measured before says nothing now.
+    if (busySince - this.lastFinish > STALE_AFTER_MS) {
+      this.calls = 0;
+      this.ms = 0;
+    }
     const from = this.lastFinish > busySince ? this.lastFinish : busySince;
     const interval = now > from ? now - from : 0;
     this.lastFinish = now;
@@ -56,6 +63,17 @@ export class DrainRate {
   /** Calls completed per second of busy time, or null until a call has been timed. */
   callsPerSecond(): number | null {
     return this.ms > 0 ? (this.calls * 1000) / this.ms : null;
+  }
+
+  /**
+   * Busy ms per call, or 0 (unknown) when it was learned before an idle spell
+   * of more than STALE_AFTER_MS: the shard's current busy spell began at
+   * `busySince`, and no call has finished in it yet. A rate learned while calls
+   * timed out says nothing of a downstream that may have recovered since; one
+   * learned in this busy spell, however slow, is the downstream now.
+   */
+  freshMsPerCall(busySince: number): number {
+    return busySince - this.lastFinish > STALE_AFTER_MS ? 0 : this.msPerCall;
   }
 
   /** Seconds to send `batches` waiting batches at the recent rate; null while no rate is known. */

@@ -183,12 +183,12 @@ export class ShardQueue implements GateMember {
 
   /**
    * Expected ms until `items` waiting items have all left: in full batches, at
-   * the shard's recent time per call; 0 while no call has been timed. Under
+   * the shard's recent time per call; 0 while no fresh rate is known. Under
    * load batches leave full (they fill while they wait for a slot), so this is
    * the wait; at light load it is a small fraction of the budget.
    */
   expectedWaitMs(items: number): number {
-    return Math.ceil(items / this.options.batchMaxSize) * this.drainRate.msPerCall;
+    return Math.ceil(items / this.options.batchMaxSize) * this.drainRate.freshMsPerCall(this.busySince);
   }
 
   /**
@@ -197,7 +197,7 @@ export class ShardQueue implements GateMember {
    */
   drainSeconds(): number | null {
     if (this.waiting === 0) return 0;
-    return this.drainRate.msPerCall === 0 ? null : this.expectedWaitMs(this.waiting) / 1000;
+    return this.drainRate.freshMsPerCall(this.busySince) === 0 ? null : this.expectedWaitMs(this.waiting) / 1000;
   }
 
   /** Calls of this shard in flight (GateMember). */

@@ -43,4 +43,13 @@ describe('DrainRate', () => {
     for (let t = 11_000; t <= 30_000; t += 1000) rate.record(t, 0); // 1 call/s
     expect(rate.callsPerSecond()!).toBeLessThan(1.5);
   });
+
+  it('forgets a rate measured before an idle spell of over a second, and starts afresh at the next call', () => {
+    const rate = new DrainRate();
+    for (let t = 1000; t <= 5000; t += 1000) rate.record(t, 0); // 1 s a call (timeouts, say)
+    expect(rate.freshMsPerCall(5_500)).toBeCloseTo(1000, 6); // busy again within a second: still the downstream now
+    expect(rate.freshMsPerCall(7_000)).toBe(0); // busy again after 2 s idle: unknown until a call ends
+    rate.record(7_010, 7_000); // and that call is the whole estimate
+    expect(rate.freshMsPerCall(7_000)).toBeCloseTo(10, 6);
+  });
 });
