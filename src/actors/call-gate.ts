@@ -83,10 +83,12 @@ export class CallGate {
     this.mode = mode;
     this.perShard = maxInflightBatches;
     const max = shardCount * maxInflightBatches;
-    // Start at one call per shard: low enough that the first calls rarely queue
-    // in a small downstream (which would spoil the latency baseline), and
-    // probing doubles nothing: a downstream with room is found within a second.
-    this.law = mode === 'adaptive' ? new CallLimit({ max, initial: shardCount, batchMaxSize, onChange: onLimitChange }) : null;
+    // Start at one call: the first calls never queue in the downstream because
+    // of us, so the latency baselines are clean (starting at one call per shard,
+    // 4 calls on a downstream of 2 workers queued from the first call, the
+    // baselines were queued latencies, and the limit never fell). Slow start
+    // finds a downstream with room within a second or two.
+    this.law = mode === 'adaptive' ? new CallLimit({ max, initial: 1, batchMaxSize, onChange: onLimitChange }) : null;
     this.loop = mode === 'adaptive' ? monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS }) : null;
   }
 

@@ -289,7 +289,8 @@ export class CallLimit {
       const concurrency = Math.min(this.estimate, this.inflightSum / this.samples);
       if (this.strikes >= (this.limit > ceiling ? PROBE_STRIKES : CLEAN_LEVEL_STRIKES)) {
         const estimate = this.estimate;
-        this.lower(Math.max((concurrency * floor) / ratio, ceiling / 2), now);
+        // Half the ceiling, rounded down: a ceiling of 5 must let the limit follow a capacity halved from 4 to 2.
+        this.lower(Math.max((concurrency * floor) / ratio, Math.floor(ceiling / 2)), now);
         // Only a cut that lowered the limit can be judged by what follows.
         if (this.limit < from) {
           if (this.fruitlessCuts === 0) {
