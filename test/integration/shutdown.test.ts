@@ -86,7 +86,10 @@ describe('shutdown', () => {
       SHUTDOWN_TIMEOUT_MS: '600',
     });
     const pending = Promise.all([1, 2, 3, 4, 5].map((id) => post(sidecar.url, { id })));
-    while (downstream.items < 5) await sleep(20);
+    // The call limit starts at one call: the first batch hangs downstream, the
+    // others wait in the sidecar for a slot. Both kinds are pending at SIGTERM.
+    while (downstream.items < 1) await sleep(20);
+    await sleep(100);
     const signalledAt = performance.now();
     sidecar.signal('SIGTERM');
     const answers = await pending;
