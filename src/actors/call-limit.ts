@@ -19,10 +19,11 @@
  * cost twice one of 5. The sizes 1..BATCH_MAX_SIZE fall into SIZE_BUCKETS
  * ranges, each with the minimum latency of the last 5-10 s (two slots of
  * BASELINE_SLOT_MS: a downstream that got slower for good is learned again
- * within 10 s). A bucket's baseline is the lowest minimum of it and every
- * larger bucket (a smaller batch never costs more on an idle downstream, and
- * a bucket first seen while calls queued would otherwise keep a queued
- * latency). A call's ratio is its latency over its bucket's baseline.
+ * within 10 s). A bucket's baseline is the lowest of its minimum, every larger
+ * bucket's, and every smaller bucket's scaled up by the sizes (a smaller batch
+ * never costs more, nor a bigger one more per item): a bucket first seen while
+ * calls queued would otherwise keep a queued latency. A call's ratio is its
+ * latency over its bucket's baseline.
  *
  * Rounds. A round ends when as many calls as the limit have come back (about
  * one latency); its ratio is their mean. After each change of the limit, one
@@ -241,13 +242,19 @@ export class CallLimit {
 
   /**
    * The best recent latency for calls of `bucket`'s sizes: its own minimum,
-   * or a larger bucket's if lower.
+   * a larger bucket's if lower, or a smaller bucket's scaled up by the sizes
+   * if lower still. A call costs a part per call and a part per item, so its
+   * latency per item never rises with its size: a bucket first seen while
+   * calls already queued (a capacity drop makes batches grow into sizes never
+   * sent before) is bounded by what smaller batches took when they did not.
    */
   private baseline(bucket: number): number {
     let best = Infinity;
-    for (let b = bucket; b < SIZE_BUCKETS; b++) {
+    for (let b = 0; b < SIZE_BUCKETS; b++) {
       const seen = Math.min(this.current[b], this.previous[b]);
-      if (seen < best) best = seen;
+      // Bucket mids are proportional to index + 0.5 (equal widths from size 1).
+      const bound = b >= bucket ? seen : (seen * (bucket + 0.5)) / (b + 0.5);
+      if (bound < best) best = bound;
     }
     return best;
   }

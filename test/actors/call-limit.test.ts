@@ -188,4 +188,16 @@ describe('CallLimit', () => {
     expect(Math.min(...seen)).toBeGreaterThanOrEqual(2); // never below half the ceiling
     expect(law.limit).toBe(4); // and back once two cuts did not help
   });
+
+  it('sees a capacity drop that makes batches grow into sizes never sent before', () => {
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(7) });
+    const service = (items: number) => 50 + 0.5 * items;
+    law.onSample(service(60), 60, 0);
+    // Batches of 60 on 4 workers, then half the workers: batches fill to 100, a size first seen queued.
+    let t = simulate(law, { seconds: 5, workers: () => 4, items: 60, start: 1 }).at(-1)!.t;
+    expect(law.limit).toBe(4);
+    const trace = simulate(law, { seconds: 3, workers: () => 2, items: 100, start: t });
+    t = trace.find((step) => step.limit <= 3)?.t ?? Infinity;
+    expect(t - trace[0].t).toBeLessThan(2_000);
+  });
 });
