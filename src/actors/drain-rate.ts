@@ -38,7 +38,7 @@ const HALF_LIFE_MS = 1_000;
 const STALE_AFTER_MS = 1_000;
 
 export class DrainRate {
-  /** Busy ms per call recently (1000 ÷ callsPerSecond), kept for the per-item check; 0 until a call has been timed. */
+  /** Busy ms per call recently, kept for the per-item check (one multiplication); 0 until a call has been timed. */
   msPerCall = 0;
   private calls = 0;
   private ms = 0;
@@ -60,11 +60,6 @@ export class DrainRate {
     this.msPerCall = this.ms / this.calls;
   }
 
-  /** Calls completed per second of busy time, or null until a call has been timed. */
-  callsPerSecond(): number | null {
-    return this.ms > 0 ? (this.calls * 1000) / this.ms : null;
-  }
-
   /**
    * Busy ms per call, or 0 (unknown) when it was learned before an idle spell
    * of more than STALE_AFTER_MS: the shard's current busy spell began at
@@ -74,11 +69,5 @@ export class DrainRate {
    */
   freshMsPerCall(busySince: number): number {
     return busySince - this.lastFinish > STALE_AFTER_MS ? 0 : this.msPerCall;
-  }
-
-  /** Seconds to send `batches` waiting batches at the recent rate; null while no rate is known. */
-  secondsFor(batches: number): number | null {
-    const rate = this.callsPerSecond();
-    return rate === null ? null : batches / rate;
   }
 }
