@@ -132,6 +132,20 @@ export class Batch {
     return this.sentAt < 0 ? this.priorDownstreamMs : this.priorDownstreamMs + (now - this.sentAt);
   }
 
+  /** Takes settled items (expired while waiting) out before the batch is sent, keeping order and the body size true. */
+  dropSettled(): void {
+    const items = this.items;
+    let kept = 0;
+    let bytes = 1;
+    for (const item of items) {
+      if (item.settled) continue;
+      items[kept++] = item;
+      bytes += item.body.length + 1;
+    }
+    items.length = kept;
+    this.bodyBytes = bytes;
+  }
+
   /** Would adding an item of `bytes` push the body past `maxBytes`? */
   wouldOverflow(bytes: number, maxBytes: number): boolean {
     return this.bodyBytes + bytes + 1 > maxBytes;

@@ -10,65 +10,44 @@
  *
  * Invariants:
  * - `waiting` counts unsettled items in the open batch, the ready FIFO and the
- *   halves of bisected batches waiting to be resent; an offer is refused once
- *   it reaches MAX_QUEUE_PER_SHARD (nothing is queued).
- * - An offer is also refused when the wait ahead of it would outlast its
- *   deadline or MAX_QUEUE_WAIT_MS: the waiting items, in full batches, at the
- *   shard's recent time per call (DrainRate). Nothing is queued to expire.
+ *   halves of bisected batches; an offer is refused once it reaches
+ *   MAX_QUEUE_PER_SHARD, or when the wait ahead of it (the waiting items, in
+ *   full batches, at the shard's recent time per call) would outlast its
+ *   deadline or MAX_QUEUE_WAIT_MS. Nothing is queued to expire (ADR 0020).
  * - A batch never holds more than BATCH_MAX_SIZE items nor a body over
- *   BATCH_MAX_BYTES: the size check seals the batch the moment it is full, and
- *   an item that would overflow the byte cap seals the batch before it and
- *   opens the next one.
- * - Batches leave in the order they were sealed, and items keep arrival order.
+ *   BATCH_MAX_BYTES: it is sealed the moment it is full, and an item that
+ *   would overflow the byte cap seals the batch before it.
+ * - Batches leave in the order they were sealed; items keep arrival order.
  * - Items are settled through `resolve`/`reject` only, which ignore an item
- *   already settled. A deadline sweep settles expired items wherever they are
- *   (504); expired items leave the batch before it is dispatched, and an
- *   in-flight batch whose items have all been settled has its call aborted.
- * - With ISOLATE_FAILED_BATCHES, a batch the downstream failed (non-2xx, bad
- *   body) hands its live items to two halves (`bisect`), which wait in their
- *   own FIFO and leave before any sealed batch, taking in-flight slots like
- *   any batch; their items count as waiting again until then (ADR 0014).
+ *   already settled. The deadline sweep (deadline-timer.ts) settles expired
+ *   items wherever they are (504); they leave a batch before it is sent.
+ * - With ISOLATE_FAILED_BATCHES, a failed batch hands its live items to two
+ *   halves (`bisect`) that leave before any sealed batch (ADR 0014).
  *
- * The time trigger is this queue's own timer, armed when a batch opens for
- * the batch's own deadline (`closesAt`: its first item's arrival plus the
- * window at that moment) and cleared when the batch is sealed by anything
- * else, so a later item never extends a window and a window change never
- * stretches a batch already open.
+ * The time trigger is a timer armed when a batch opens, for its first item's
+ * arrival plus the window at that moment, so a later item never extends a
+ * window. A window that closes while the CallGate has no slot for the shard
+ * leaves the batch open and due: it keeps filling up to the caps and is sealed
+ * when a slot is its turn, so under load the downstream gets fewer, fuller
+ * calls (ADR 0018). A call holds its slot until the downstream answers or
+ * DOWNSTREAM_TIMEOUT_MS passes, even once every item has been answered: the
+ * legacy system is still doing that work (ADR 0019).
  *
- * A window that closes while the CallGate has no slot for the shard does not
- * seal the batch: the batch becomes due and stays open, still taking items up
- * to BATCH_MAX_SIZE and BATCH_MAX_BYTES, and is sealed when a slot is its
- * turn (`takeReady`). Under load the downstream gets fewer, fuller calls; with
- * a slot free nothing waits longer than its window (ADR 0018). A due batch
- * that fills is sealed by size like any other, and the next one opens with
- * its own window.
- *
- * A call holds its slot until the downstream answers or DOWNSTREAM_TIMEOUT_MS
- * passes, even once every item of its batch has been answered (deadline): the
- * legacy system is still doing that work, and a slot freed early would only
- * queue another call behind it (ADR 0019).
- *
- * The machine is told only about state changes, never per item: one
- * `batch.sealed` per batch, when the size, the byte cap or the window sealed
- * it (dispatch now), and `batch.done` when a call ends while sealed batches
- * wait for its slot or the shard is draining (otherwise a finished call needs
- * no decision). One event per batch, not one to open the window and another
- * to close it: each xstate macrostep costs several kB of allocation and tens
- * of µs on a busy loop (ADR 0013).
- *
- * The window a new batch gets comes from the shard's BatchWindow
- * (batch-window.ts), which hears of the same state changes: each dispatch
- * round and each finished call, never an item.
+ * The machine hears of state changes only, never of items: one `batch.sealed`
+ * when the size, the byte cap or the window sealed a batch, and `batch.done`
+ * when a call ends while batches wait for its slot or the shard drains. Each
+ * xstate macrostep costs several kB and tens of µs on a busy loop (ADR 0013).
+ * The BatchWindow (batch-window.ts) hears of the same changes.
  */
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import { Batch, type BatchOutcome, type Item, type ItemSink, type Trigger } from './batch.ts';
 import type { BatchWindow } from './batch-window.ts';
 import { callVerdict, type CallGate, type GateMember } from './call-gate.ts';
+import { DeadlineTimer } from './deadline-timer.ts';
 import { DrainRate } from './drain-rate.ts';
 import { Fifo } from './fifo.ts';
 
 export type ShardSignal = { readonly type: 'batch.sealed' } | { readonly type: 'batch.done' };
-const SWEEP_INTERVAL_MS = 5;
 const SEALED: ShardSignal = Object.freeze({ type: 'batch.sealed' });
 const DONE: ShardSignal = Object.freeze({ type: 'batch.done' });
 
@@ -126,9 +105,8 @@ export class ShardQueue implements GateMember {
   private sequence = 0;
   private target: ShardSignalTarget | null = null;
   private windowTimer: NodeJS.Timeout | null = null;
-  private sweepTimer: NodeJS.Timeout | null = null;
-  private sweepAt = Infinity;
-  private lastSweep = -Infinity;
+  /** Fires a sweep at the earliest deadline of an item the shard holds (deadline-timer.ts). */
+  private readonly deadlines: DeadlineTimer;
   /** When the shard last went from holding nothing (no item, no call) to holding work. */
   private busySince = 0;
 
@@ -139,6 +117,7 @@ export class ShardQueue implements GateMember {
     this.window = options.window;
     this.gate = options.gate;
     this.gate.join(this);
+    this.deadlines = new DeadlineTimer(options.now, () => this.sweep());
   }
 
   /** The shard actor that receives this queue's signals (re-attached if the shard restarts). */
@@ -176,7 +155,7 @@ export class ShardQueue implements GateMember {
       this.seal('size');
       sealed = true;
     }
-    if (item.deadline < this.sweepAt) this.armSweep(item.deadline);
+    if (item.deadline < this.deadlines.at) this.deadlines.arm(item.deadline);
     if (sealed) this.target?.send(SEALED);
     return 'taken';
   }
@@ -263,7 +242,7 @@ export class ShardQueue implements GateMember {
         if (!item.settled && item.deadline <= now) this.reject(item, new SidecarErrors.SIDECAR_ERR_DEADLINE_EXCEEDED(), batch);
       }
       if (batch.live === 0) continue;
-      if (batch.live !== batch.items.length) removeSettled(batch);
+      if (batch.live !== batch.items.length) batch.dropSettled();
       this.waiting -= batch.live;
       batch.abort = new AbortController();
       this.inflight.set(batch.id, batch);
@@ -372,10 +351,8 @@ export class ShardQueue implements GateMember {
 
   /** Sweeps now, as the deadline timer would. Exposed for tests. */
   sweep(): void {
-    this.sweepTimer = null;
-    this.sweepAt = Infinity;
     const now = this.now();
-    this.lastSweep = now;
+    this.deadlines.sweeping(now);
     let next = Infinity;
     for (const batch of this.batches()) {
       if (batch.live === 0) continue;
@@ -385,15 +362,13 @@ export class ShardQueue implements GateMember {
         else if (item.deadline < next) next = item.deadline;
       }
     }
-    if (next !== Infinity) this.armSweep(next);
+    if (next !== Infinity) this.deadlines.arm(next);
   }
 
   stop(): void {
     if (this.windowTimer !== null) clearTimeout(this.windowTimer);
     this.windowTimer = null;
-    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
-    this.sweepTimer = null;
-    this.sweepAt = Infinity;
+    this.deadlines.stop();
   }
 
   private markSettled(item: Item, batch: Batch): void {
@@ -421,32 +396,4 @@ export class ShardQueue implements GateMember {
     this.openDue = true;
     this.target?.send(SEALED);
   };
-
-  // One timer per shard, armed for the earliest deadline it knows of, instead of
-  // a timer per item: with the default 10 s deadline it fires about once per
-  // deadline period and finds nothing to do, whatever the request rate. Each
-  // sweep scans the whole shard, so sweeps are at least SWEEP_INTERVAL_MS apart:
-  // with scattered x-timeout-ms deadlines a 504 may come that much late, and
-  // the scans stay bounded.
-  private armSweep(at: number): void {
-    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
-    this.sweepAt = at;
-    const now = this.now();
-    const delay = Math.max(at - now, this.lastSweep + SWEEP_INTERVAL_MS - now, 0);
-    this.sweepTimer = setTimeout(() => this.sweep(), delay);
-    this.sweepTimer.unref();
-  }
-}
-
-function removeSettled(batch: Batch): void {
-  const items = batch.items;
-  let kept = 0;
-  let bytes = 1;
-  for (const item of items) {
-    if (item.settled) continue;
-    items[kept++] = item;
-    bytes += item.body.length + 1;
-  }
-  items.length = kept;
-  batch.bodyBytes = bytes;
 }
