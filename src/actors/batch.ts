@@ -9,6 +9,8 @@
  * dropped. This is what makes "no caller is answered twice, no caller hangs"
  * hold even when a deadline races a downstream answer.
  */
+// perf_hooks' own export: test fake timers replace the global `performance`, without eventLoopUtilization.
+import { performance as perfHooks } from 'node:perf_hooks';
 import type { SpanContext } from '@opentelemetry/api';
 import type { SidecarError } from '../errors.ts';
 
@@ -64,6 +66,8 @@ export class Batch {
   downstreamMs = 0;
   /** Monotonic ms when this batch's downstream call started; -1 until it is sent. */
   sentAt = -1;
+  /** This thread's event-loop active time (ms, perf_hooks' eventLoopUtilization) when the call was sent. */
+  loopActiveAtSend = 0;
   /**
    * Monotonic ms when its items first went downstream: `sentAt`, or for a half
    * of a bisected batch (ADR 0014) the original batch's. -1 until then.
@@ -144,6 +148,18 @@ export class Batch {
     }
     items.length = kept;
     this.bodyBytes = bytes;
+  }
+
+  /**
+   * How busy this thread's event loop was while the call was out, 0..1: the
+   * share of the call's time the loop spent running callbacks (a busy loop
+   * reads the answer late: call-limit.ts).
+   */
+  loopBusySinceSent(now: number): number {
+    if (this.sentAt < 0) return 0;
+    const elapsed = now - this.sentAt;
+    if (elapsed <= 0) return 0;
+    return Math.min(1, Math.max(0, (perfHooks.eventLoopUtilization().active - this.loopActiveAtSend) / elapsed));
   }
 
   /** Would adding an item of `bytes` push the body past `maxBytes`? */

@@ -119,8 +119,12 @@ export class CallGate {
     return true;
   }
 
-  /** `member`'s call ended at `now` (monotonic ms): its slot is free, and the law learns from it. Wakes whoever's turn it is. */
-  release(member: GateMember, latencyMs: number, items: number, verdict: CallVerdict, now: number): void {
+  /**
+   * `member`'s call ended at `now` (monotonic ms): its slot is free, and the
+   * law learns from it. `loopBusy` is this thread's event-loop utilisation
+   * while the call was out (0..1). Wakes whoever's turn it is.
+   */
+  release(member: GateMember, latencyMs: number, items: number, verdict: CallVerdict, now: number, loopBusy = 0): void {
     this.inflight--;
     if (this.law === null) {
       if (member.waitingSince !== Infinity && member.inflightCalls < this.perShard) member.wake();
@@ -129,7 +133,7 @@ export class CallGate {
     const loopDelayMs = this.loopDelay(now);
     if (this.inflight === 0) this.loop?.disable();
     // At least half the call stays: the loop delay is an estimate, the call's latency a measurement.
-    if (verdict === 'sample') this.law.onSample(Math.max(latencyMs / 2, latencyMs - loopDelayMs), items, now, this.inflight + 1);
+    if (verdict === 'sample') this.law.onSample(Math.max(latencyMs / 2, latencyMs - loopDelayMs), items, now, this.inflight + 1, loopBusy);
     else if (verdict === 'drop') this.law.onDrop(now);
     this.offerFreeSlots();
   }

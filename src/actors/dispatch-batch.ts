@@ -17,6 +17,7 @@
  *   Connection errors and timeouts fail the batch as before: the downstream is
  *   down, not the items (ADR 0014).
  */
+import { performance as perfHooks } from 'node:perf_hooks';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import type { Downstream } from '../downstream/client.ts';
 import type { Batch, BatchObserver, BatchOutcome } from './batch.ts';
@@ -65,6 +66,7 @@ async function sendAndSettle(
   try {
     const headers = observer.dispatching(batch);
     batch.sentAt = queue.now();
+    batch.loopActiveAtSend = perfHooks.eventLoopUtilization().active;
     if (batch.firstSentAt < 0) batch.firstSentAt = batch.sentAt;
     const answer = await downstream.send({
       batchId: batch.id,

@@ -272,7 +272,7 @@ export class ShardQueue implements GateMember {
       const now = this.now();
       this.drainRate.record(now, this.busySince);
       const verdict = callVerdict(outcome.status, outcome.error === null ? null : outcome.error.code);
-      this.gate.release(this, batch.downstreamMs, outcome.size, verdict, now);
+      this.gate.release(this, batch.downstreamMs, outcome.size, verdict, now, batch.loopBusySinceSent(now));
       // A finished batch lets go of its items, and with them of every caller's
       // request, reply and body. Something still pointed at finished batches
       // during scavenges (a dead object already in the old generation, which

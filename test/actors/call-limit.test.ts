@@ -200,4 +200,53 @@ describe('CallLimit', () => {
     t = trace.find((step) => step.limit <= 3)?.t ?? Infinity;
     expect(t - trace[0].t).toBeLessThan(2_000);
   });
+
+  it('does not judge latency while its own loop is saturated: a closed loop that reads 2-3x at any limit still grows to the ceiling', () => {
+    const random = seeded(7);
+    const law = new CallLimit({ max: 32, initial: 1, batchMaxSize: 100, random });
+    law.onSample(50, 100, 0);
+    let t = 1;
+    for (let round = 0; round < 200 && law.limit < 32; round++) {
+      const calls = law.limit;
+      const latency = 50 * (2 + random()); // our own loop answers every call late, at any limit
+      for (let i = 0; i < calls; i++) {
+        law.onHeld();
+        law.onSample(latency, 100, t + latency, calls, 1);
+      }
+      t += latency;
+    }
+    expect(law.limit).toBe(32);
+  });
+
+  it('gives a busy loop more tolerance, and still finds the knee of a limited downstream while it waits on it', () => {
+    const random = seeded(11);
+    const busy = new CallLimit({ max: 32, initial: 1, batchMaxSize: 100, random });
+    busy.onSample(50, 100, 0);
+    let t = 1;
+    for (let round = 0; round < 100; round++) {
+      const calls = busy.limit;
+      const latency = 50 * (1.2 + 0.15 * random()); // 1.2-1.35x at any limit, the loop 80 % busy
+      for (let i = 0; i < calls; i++) {
+        busy.onHeld();
+        busy.onSample(latency, 100, t + latency, calls, 0.8);
+      }
+      t += latency;
+    }
+    expect(busy.limit).toBe(32);
+    const waiting = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100 });
+    waiting.onSample(100, 100, 0);
+    const trace = simulate(waiting, { seconds: 20, workers: () => 4, start: 1 });
+    expect(trace.filter((step) => step.t > 3_000).every((step) => step.limit <= 5)).toBe(true);
+  });
+
+  it('never stays cut at one call for slowness one call cannot cause', () => {
+    const law = new CallLimit({ max: 32, initial: 1, batchMaxSize: 100, random: seeded(3) });
+    law.onSample(50, 100, 0);
+    let t = 1;
+    for (let round = 0; round < 10; round++) {
+      law.onHeld();
+      law.onSample(100, 100, (t += 100), 1);
+    }
+    expect(law.limit).toBeGreaterThan(1);
+  });
 });
