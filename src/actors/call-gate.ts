@@ -97,6 +97,17 @@ export class CallGate {
     return this.law === null ? this.perShard * this.members.length : this.law.limit;
   }
 
+  /**
+   * Would a new item of `member` wait for call slots at a pace the shard has
+   * measured? Not while a slot is free (the items ahead leave at their
+   * window), nor while the law is still in slow start (the limit is growing,
+   * so the pace measured so far understates it).
+   */
+  pacesWaits(member: GateMember, now: number): boolean {
+    if (this.law === null) return member.inflightCalls >= this.perShard;
+    return this.inflight >= this.law.limit && !this.law.inSlowStart(now);
+  }
+
   join(member: GateMember): void {
     this.members.push(member);
   }

@@ -58,6 +58,10 @@
  *              req/s against a downstream with room (its own process slowed by
  *              the others): rounds 1.2-1.4x at any limit, and a law without
  *              this check went from 15 to 6 and held every batch.
+ *   busy       the round's calls were out while this thread's loop was
+ *              busy: past BUSY_FROM the tolerance grows, and from
+ *              SATURATED_LOOP on no round reads as queueing, and a held
+ *              round grows the limit by half at once, knee or not (below).
  *   held       no queueing, and a batch waited for a call slot during the
  *              round (the limit held work back): probe higher once `probeAt`
  *              has passed, by one call; below the ceiling (after a cut) by
@@ -120,15 +124,15 @@ export const CLEAN_LEVEL_STRIKES = 3;
  * How busy this thread's event loop was while the round's calls were out
  * (0..1) changes what their latency says. A busy loop reads every answer
  * late: against a downstream with room, rounds read 1.26-1.35x at 0.76-0.94
- * (10,000 req/s on the 2-core bench box) and 2-7x at 1.0 (a closed loop of
+ * (10,000 req/s on the 2-core bench box) and 2-24x at 1.0 (a closed loop of
  * 4,000 connections), while a loop that waits on a limited downstream reads
- * 0.2-0.25. Past BUSY_FROM the tolerance grows by BUSY_SLACK per unit; from
+ * 0.2-0.4. Past BUSY_FROM the tolerance grows by BUSY_SLACK per unit; from
  * SATURATED_LOOP on the latency is not judged at all: the sidecar is the
  * bottleneck, and a cut would only make the limit a second one.
  */
 export const BUSY_FROM = 0.5;
-export const BUSY_SLACK = 2;
-export const SATURATED_LOOP = 0.9;
+export const BUSY_SLACK = 1;
+export const SATURATED_LOOP = 0.8;
 /** A drop keeps this share of the limit. */
 const DROP_KEEP = 0.75;
 
@@ -216,6 +220,11 @@ export class CallLimit {
   /** Calls that may be in flight now, 1..max. */
   get limit(): number {
     return Math.max(1, Math.round(this.estimate));
+  }
+
+  /** No round has queued for SLOW_START_AFTER_MS (or ever): the limit grows by a quarter a round, or half while saturated. */
+  inSlowStart(now: number): boolean {
+    return now - this.lastQueued > SLOW_START_AFTER_MS;
   }
 
   /** A sealed batch waited for a slot: the limit held work back. */
@@ -340,10 +349,12 @@ export class CallLimit {
       }
       this.probing = false;
       const due = this.fullCalls * 2 >= this.samples ? this.probeAt : this.partialProbeAt;
-      if (this.held && now >= due && this.estimate < this.max) {
+      // Saturated and held: the limit is a second bottleneck, whatever a knee said before.
+      if (this.held && (now >= due || saturated) && this.estimate < this.max) {
         const ceilingNow = Math.max(this.ceilingCurrent, this.ceilingPrevious);
-        const step =
-          now - this.lastQueued > SLOW_START_AFTER_MS
+        const step = saturated
+          ? Math.max(1, Math.floor(this.estimate / 2))
+          : this.inSlowStart(now)
             ? Math.max(1, Math.floor(this.estimate / 4))
             : Math.max(1, Math.floor((ceilingNow - this.estimate) / 2));
         this.estimate = Math.min(this.max, this.estimate + step);

@@ -11,9 +11,9 @@
  * Invariants:
  * - `waiting` counts unsettled items in the open batch, the ready FIFO and the
  *   halves of bisected batches; an offer is refused once it reaches
- *   MAX_QUEUE_PER_SHARD, or when the wait ahead of it (the waiting items, in
- *   full batches, at the shard's recent time per call) would outlast its
- *   deadline or MAX_QUEUE_WAIT_MS. Nothing is queued to expire (ADR 0020).
+ *   MAX_QUEUE_PER_SHARD, or, while calls wait for slots at a known pace
+ *   (CallGate.pacesWaits), when the wait ahead of it (the waiting items, in full batches, at the shard's recent time per
+ *   call) would outlast its deadline or MAX_QUEUE_WAIT_MS (ADR 0020).
  * - A batch never holds more than BATCH_MAX_SIZE items nor a body over
  *   BATCH_MAX_BYTES: it is sealed the moment it is full, and an item that
  *   would overflow the byte cap seals the batch before it.
@@ -130,11 +130,11 @@ export class ShardQueue implements GateMember {
     const { batchMaxSize, batchMaxBytes, maxQueue, maxQueueWaitMs } = this.options;
     const waiting = this.waiting;
     if (waiting >= maxQueue) return 'full';
-    if (waiting > 0) {
+    if (waiting === 0 && this.inflight.size === 0) this.busySince = item.acceptedAt;
+    // With a slot free the items ahead leave at their window; otherwise at the slots' pace.
+    else if (waiting > 0 && this.gate.pacesWaits(this, item.acceptedAt)) {
       const waitMs = this.expectedWaitMs(waiting + 1);
       if (waitMs > maxQueueWaitMs || item.acceptedAt + waitMs > item.deadline) return 'too-long';
-    } else if (this.inflight.size === 0) {
-      this.busySince = item.acceptedAt;
     }
     const bytes = item.body.length; // read before anything changes: a bad item must not leave a half-made batch
     let sealed = false;

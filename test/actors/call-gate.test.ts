@@ -7,6 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Item, type Batch, type ItemSink } from '../../src/actors/batch.ts';
 import { Batcher, type BatcherConfig } from '../../src/actors/batcher.ts';
+import { CallGate, type GateMember } from '../../src/actors/call-gate.ts';
 import type { SidecarError } from '../../src/errors.ts';
 import { FakeDownstream } from '../support/fake-downstream.ts';
 
@@ -138,5 +139,30 @@ describe('call gate', () => {
     downstream.calls[0].echo();
     await settle();
     expect(ids(1)).toEqual([3]);
+  });
+
+  it('judges waits by the slots\' pace only while no slot is free and the adaptive limit has met a knee', () => {
+    const member: GateMember = { inflightCalls: 0, waitingSince: Infinity, wake: () => {} };
+    const fixed = new CallGate({ mode: 'fixed', shardCount: 1, maxInflightBatches: 1, batchMaxSize: 100 });
+    fixed.join(member);
+    expect(fixed.pacesWaits(member, 0)).toBe(false); // a slot is free: the next batch leaves at its window
+    (member as { inflightCalls: number }).inflightCalls = 1;
+    expect(fixed.pacesWaits(member, 0)).toBe(true);
+    const adaptive = new CallGate({ mode: 'adaptive', shardCount: 4, maxInflightBatches: 8, batchMaxSize: 100 });
+    adaptive.join(member);
+    expect(adaptive.tryAcquire(member)).toBe(true); // the limit starts at one call
+    expect(adaptive.tryAcquire(member)).toBe(false);
+    // Slow start: the limit is still growing, so the pace measured so far understates it.
+    expect(adaptive.pacesWaits(member, 1_000)).toBe(false);
+    // Calls that queue in the downstream end slow start (a baseline of 50 ms, then rounds at 3x).
+    adaptive.release(member, 50, 100, 'sample', 1_000);
+    let t = 1_000;
+    for (let round = 0; round < 8; round++) {
+      while (adaptive.tryAcquire(member));
+      const inflight = adaptive.limit;
+      for (let i = 0; i < inflight; i++) adaptive.release(member, 150, 100, 'sample', (t += 150 / inflight));
+    }
+    while (adaptive.tryAcquire(member));
+    expect(adaptive.pacesWaits(member, t)).toBe(true);
   });
 });

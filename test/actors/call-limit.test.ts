@@ -225,10 +225,10 @@ describe('CallLimit', () => {
     let t = 1;
     for (let round = 0; round < 100; round++) {
       const calls = busy.limit;
-      const latency = 50 * (1.2 + 0.15 * random()); // 1.2-1.35x at any limit, the loop 80 % busy
+      const latency = 50 * (1.2 + 0.1 * random()); // 1.2-1.3x at any limit, the loop 70 % busy
       for (let i = 0; i < calls; i++) {
         busy.onHeld();
-        busy.onSample(latency, 100, t + latency, calls, 0.8);
+        busy.onSample(latency, 100, t + latency, calls, 0.7);
       }
       t += latency;
     }
