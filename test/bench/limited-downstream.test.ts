@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseShapes, parseVariants } from '../../bench/limited-downstream.ts';
-import { limitedVerdicts, renderLimited, twoFigures } from '../../bench/limited-downstream-report.ts';
-import { SHAPES, type LimitedResults, type LimitedRun, type SideFigures } from '../../bench/limited-downstream-types.ts';
+import { parseShapes, parseVariants, SHAPES } from '../../bench/phases/limited-downstream.ts';
+import { limitedVerdicts, renderLimited, twoFigures, type LimitedResults, type LimitedRun, type SideFigures } from '../../bench/phases/limited-report.ts';
 
 const latency = (p99: number) => ({ count: 1, mean: p99 / 2, p50: p99 / 2, p90: p99, p99, p999: p99, max: p99 });
 
@@ -86,7 +85,7 @@ function results(runs: LimitedRun[]): LimitedResults {
   };
 }
 
-describe('bench/limited-downstream-report.ts', () => {
+describe('bench/phases/limited-report.ts', () => {
   it('judges A@3,000 by SPEC §10 and a shape in no target by checks derived from its capacity, marked *', () => {
     const verdicts = limitedVerdicts(results([run('A3000', 'A', 3000, [side(3000)], 80), run('C', 'C', 5000, [side(5000)], 10)]));
     const a = verdicts.filter((v) => v.run === 'A3000');

@@ -7,7 +7,7 @@
  * metric is missing, and the report prints that as n/a.
  */
 
-import { parsePrometheus, type Sample } from '../sim/prometheus.ts';
+import { parsePrometheus, type Sample } from '../../sim/prometheus.ts';
 
 export type { Sample };
 export type Scrape = readonly Sample[];

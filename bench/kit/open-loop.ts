@@ -1,19 +1,18 @@
 /**
- * An open-loop generator with a schedule of segments at different rates
- * (e.g. 1,000 req/s for 3 s, 20,000 req/s for 10 s, 1,000 req/s for 5 s), for
- * the burst test of issue 10; bench/open-loop.ts's OpenLoop is this with one
- * rate (a warm-up segment and a measured one).
+ * The open-loop sender of bench/kit/generator.ts: a schedule of segments at
+ * fixed rates (a warm-up, a measured window; or 1,000 req/s, a 20,000 req/s
+ * burst, 1,000 req/s again). Request i has an intended send time fixed by the
+ * schedule; a 1 ms timer sends every request that is due, whatever happened to
+ * the ones before it, and latency counts from the intended time, so a stalled
+ * server or a late generator shows in the figures (no coordinated omission;
+ * autocannon's rate option is a per-connection quota per second, sent in
+ * bursts: ADR 0011). Optionally each request is stamped `x-request-start` at
+ * its intended send time, as a load balancer in front stamps on receipt.
  *
- * Same method as OpenLoop: request i has an intended send time fixed by the
- * schedule, a 1 ms timer sends every request that is due, and latency counts
- * from the intended time (no coordinated omission). On top of it, per request:
- * the status, whether a 503 carried `retry-after`, and the error code of a
- * request that got no HTTP answer (ECONNRESET, UND_ERR_SOCKET, ...), so that
- * "every request gets an answer" and "no resets" can be judged separately.
- * Results by segment and by second of intended send time.
- *
- * Cheap on CPU for the same reasons as OpenLoop: one small handler object per
- * request, undici's dispatch API, typed arrays, one sort per summary.
+ * Per request: the status, whether a 503 carried `retry-after`, and the error
+ * code of a request with no HTTP answer, so "every request answered" and "no
+ * resets" are judged apart. Results by segment and by second of intended send
+ * time. Cheap: one small handler per request, undici's dispatch API, typed arrays.
  */
 import { Pool, type Dispatcher } from 'undici';
 import { percentiles, type Percentiles } from './stats.ts';
@@ -27,7 +26,7 @@ export interface Segment {
   readonly count?: number;
 }
 
-export interface SegmentLoopOptions {
+export interface OpenLoopOptions {
   readonly origin: string;
   readonly path: string;
   readonly segments: readonly Segment[];
@@ -37,42 +36,34 @@ export interface SegmentLoopOptions {
   readonly drainTimeoutMs: number;
   /** Called when a segment's first request is due (index into segments). */
   readonly onSegment?: (index: number) => void;
-  /** Count the distinct `x-batch-id` values answered to each segment's requests (a Set per segment). */
-  readonly countBatches?: boolean;
-  /**
-   * Stamp each request `x-request-start: <epoch ms>` at its intended send
-   * time, as a load balancer in front stamps when it receives a request
-   * (SPEC §2): the wait in this generator's connection pool is then the edge
-   * wait the sidecar sees.
-   */
+  /** Stamp `x-request-start: <epoch ms>` at each request's intended send time (SPEC §2). */
   readonly stamp?: boolean;
 }
 
-/** An answer counts as in time when it came within this long of the request's intended send time. */
+/** In-time goodput counts 2xx answers within this long of the intended send time. */
 export const IN_TIME_MS = 1_000;
 
 /** Outcome counts and latency of a set of requests. */
 export interface Outcomes {
   readonly sent: number;
-  /** HTTP answers of any status. */
+  /** HTTP answers of any status; 2xx among them. */
   readonly answered: number;
   readonly ok: number;
-  /** 503 answers, and those of them that carried `retry-after`. */
+  /** 503 answers, and those that carried `retry-after`. */
   readonly shed: number;
   readonly shedWithRetryAfter: number;
   /** Answers with a status other than 2xx and 503. */
   readonly otherStatus: number;
   readonly statuses: Record<string, number>;
-  /** Requests that got no HTTP answer, by error code (resets, socket errors, timeouts). */
+  /** Requests with no HTTP answer, by error code (resets, socket errors). */
   readonly errors: Record<string, number>;
   readonly errorCount: number;
   /** Still unanswered when the drain timeout passed. */
   readonly unfinished: number;
-  /** Latency of every HTTP answer (any status), ms from the intended send time. */
+  /** Latency of every HTTP answer (any status), ms from the intended send time; and of the 2xx only. */
   readonly latencyMs: Percentiles | null;
-  /** Latency of 2xx answers only. */
   readonly okLatencyMs: Percentiles | null;
-  /** 2xx answers within IN_TIME_MS of the intended send time: what a caller with a 1 s deadline can use. */
+  /** 2xx answers within IN_TIME_MS of the intended send time. */
   readonly okInTime: number;
 }
 
@@ -80,22 +71,18 @@ export interface SegmentResult extends Outcomes {
   readonly label: string;
   readonly rate: number;
   readonly seconds: number;
-  /** 2xx answers to this segment's requests, per second of the segment's length (late ones included). */
+  /** 2xx answers to this segment's requests per second of its length (late ones included). */
   readonly goodput: number;
-  /**
-   * 2xx answers (to any request) that arrived while the segment lasted, per
-   * second: what the server served under this segment's load, its backlog not included.
-   */
+  /** 2xx answers to this segment's requests within IN_TIME_MS, per second of its length. */
+  readonly inTimeGoodput: number;
+  /** 2xx answers (to any request) arriving while the segment lasted, per second: what was served under it. */
   readonly servedPerSecond: number;
   /** How late the generator itself sent (actual − intended), ms. */
   readonly sendLagMs: Percentiles | null;
-  /** With countBatches: distinct `x-batch-id` values among the answers, and the answers that carried one. */
-  readonly batches: number;
-  readonly batchedItems: number;
 }
 
 export interface SecondResult {
-  /** Seconds since the start of the schedule (by intended send time). */
+  /** Seconds since the start of the schedule, by intended send time. */
   readonly second: number;
   readonly segment: string;
   readonly sent: number;
@@ -108,7 +95,7 @@ export interface SecondResult {
   readonly max: number | null;
 }
 
-export interface SegmentLoopResult {
+export interface OpenLoopResult {
   readonly segments: SegmentResult[];
   readonly seconds: SecondResult[];
 }
@@ -116,12 +103,12 @@ export interface SegmentLoopResult {
 const ERROR = 600;
 
 class Handler implements Dispatcher.DispatchHandler {
-  readonly loop: SegmentLoop;
+  readonly loop: OpenLoop;
   readonly index: number;
   status = 0;
   retryAfter = false;
 
-  constructor(loop: SegmentLoop, index: number) {
+  constructor(loop: OpenLoop, index: number) {
     this.loop = loop;
     this.index = index;
   }
@@ -135,8 +122,6 @@ class Handler implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.status = statusCode;
     this.retryAfter = headers['retry-after'] !== undefined;
-    const batchId = headers['x-batch-id'];
-    if (typeof batchId === 'string') this.loop.batch(this.index, batchId);
   }
 
   onResponseData(): void {}
@@ -150,17 +135,16 @@ class Handler implements Dispatcher.DispatchHandler {
   }
 }
 
-export class SegmentLoop {
-  readonly options: SegmentLoopOptions;
+export class OpenLoop {
+  readonly options: OpenLoopOptions;
   readonly total: number;
   /** Requests handed to the pool, written to a socket, and settled so far. */
   sent = 0;
   written = 0;
   settled = 0;
 
-  /** Intended send time of request i, ms after t0. */
+  /** Intended send time of request i, ms after t0; index of each segment's first request (and the total last). */
   private readonly intended: Float64Array;
-  /** Index of the first request of each segment, and total at the end. */
   private readonly starts: number[] = [];
   private readonly latency: Float64Array;
   private readonly lag: Float64Array;
@@ -168,18 +152,14 @@ export class SegmentLoop {
   private readonly retryAfter: Uint8Array;
   private readonly errorCode: Uint8Array;
   private readonly codes: string[] = [''];
-  /** With countBatches, per segment: distinct batch ids and answers that carried one. */
-  private readonly batchIds: Set<string>[] | null;
-  private readonly batchedItems: number[];
   private readonly pool: Pool;
-  private readonly headers = { 'content-type': 'application/json' };
   private t0 = 0;
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private resolveDone: (() => void) | null = null;
   private readonly done: Promise<void>;
 
-  constructor(options: SegmentLoopOptions) {
+  constructor(options: OpenLoopOptions) {
     this.options = options;
     let total = 0;
     for (const segment of options.segments) {
@@ -199,16 +179,8 @@ export class SegmentLoop {
     this.status = new Uint16Array(total);
     this.retryAfter = new Uint8Array(total);
     this.errorCode = new Uint8Array(total);
-    this.batchIds = options.countBatches === true ? options.segments.map(() => new Set<string>()) : null;
-    this.batchedItems = options.segments.map(() => 0);
-    this.pool = new Pool(options.origin, {
-      connections: options.connections,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: 120_000,
-      bodyTimeout: 120_000,
-      connectTimeout: 30_000,
-    });
+    const timeouts = { headersTimeout: 120_000, bodyTimeout: 120_000, connectTimeout: 30_000 };
+    this.pool = new Pool(options.origin, { connections: options.connections, pipelining: 1, keepAliveTimeout: 60_000, ...timeouts });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -227,23 +199,17 @@ export class SegmentLoop {
           }
           this.send(this.sent++);
         }
-        if (this.sent >= this.total) {
-          this.timer = null;
-          resolve();
-        } else {
-          this.timer = setTimeout(tick, 1);
-        }
+        if (this.sent < this.total) this.timer = setTimeout(tick, 1);
+        else resolve();
       };
       tick();
     });
   }
 
   /** Waits for every answer (at most drainTimeoutMs after the last send), then closes the pool. */
-  async finish(): Promise<SegmentLoopResult> {
+  async finish(): Promise<OpenLoopResult> {
     let timeout: NodeJS.Timeout | undefined;
-    if (this.settled < this.total) {
-      await Promise.race([this.done, new Promise<void>((resolve) => (timeout = setTimeout(resolve, this.options.drainTimeoutMs)))]);
-    }
+    if (this.settled < this.total) await Promise.race([this.done, new Promise<void>((resolve) => (timeout = setTimeout(resolve, this.options.drainTimeoutMs)))]);
     clearTimeout(timeout);
     const result = this.result();
     await this.close();
@@ -258,14 +224,6 @@ export class SegmentLoop {
   }
 
   /** @internal */
-  batch(index: number, batchId: string): void {
-    if (this.batchIds === null) return;
-    const s = this.segmentOf(index);
-    this.batchIds[s]!.add(batchId);
-    this.batchedItems[s]!++;
-  }
-
-  /** @internal */
   settle(index: number, status: number, retryAfter: boolean, code: string): void {
     if (this.closed || this.status[index] !== 0) return;
     this.status[index] = status;
@@ -276,11 +234,9 @@ export class SegmentLoop {
       if (c < 0) c = this.codes.push(code) - 1;
       this.errorCode[index] = Math.min(c, 255);
     }
-    this.settled++;
-    if (this.settled === this.total) this.resolveDone?.();
+    if (++this.settled === this.total) this.resolveDone?.();
   }
 
-  /** The segment request `index` belongs to. */
   private segmentOf(index: number): number {
     let s = 0;
     while (s + 1 < this.options.segments.length && index >= this.starts[s + 1]!) s++;
@@ -289,27 +245,19 @@ export class SegmentLoop {
 
   private send(index: number): void {
     this.lag[index] = performance.now() - this.t0 - this.intended[index]!;
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (this.options.stamp === true) headers['x-request-start'] = String(Math.round(performance.timeOrigin + this.t0 + this.intended[index]!));
     const bodies = this.options.bodies;
-    const headers =
-      this.options.stamp === true
-        ? { 'content-type': 'application/json', 'x-request-start': String(Math.round(performance.timeOrigin + this.t0 + this.intended[index]!)) }
-        : this.headers;
-    this.pool.dispatch(
-      { path: this.options.path, method: 'POST', headers, body: bodies[index % bodies.length]! },
-      new Handler(this, index),
-    );
+    this.pool.dispatch({ path: this.options.path, method: 'POST', headers, body: bodies[index % bodies.length]! }, new Handler(this, index));
   }
 
   /** Outcomes of requests from..to-1 (those not sent count as unfinished). */
   private outcomes(from: number, to: number): Outcomes {
     const statuses: Record<string, number> = {};
     const errors: Record<string, number> = {};
-    let answered = 0;
-    let ok = 0;
-    let shed = 0;
-    let shedWithRetryAfter = 0;
-    let errorCount = 0;
-    let unfinished = 0;
+    let ok = 0, shed = 0, shedWithRetryAfter = 0, errorCount = 0, unfinished = 0, okInTime = 0;
+    const all: number[] = [];
+    const good: number[] = [];
     for (let i = from; i < to; i++) {
       const status = this.status[i]!;
       if (status === 0) unfinished++;
@@ -318,99 +266,49 @@ export class SegmentLoop {
         const code = this.codes[this.errorCode[i]!]!;
         errors[code] = (errors[code] ?? 0) + 1;
       } else {
-        answered++;
+        all.push(this.latency[i]!);
         statuses[status] = (statuses[status] ?? 0) + 1;
-        if (status >= 200 && status < 300) ok++;
-        else if (status === 503) {
+        if (status >= 200 && status < 300) {
+          ok++;
+          good.push(this.latency[i]!);
+          if (this.latency[i]! <= IN_TIME_MS) okInTime++;
+        } else if (status === 503) {
           shed++;
           if (this.retryAfter[i] === 1) shedWithRetryAfter++;
         }
       }
     }
-    const all = new Float64Array(answered);
-    const good = new Float64Array(ok);
-    let a = 0;
-    let g = 0;
-    let okInTime = 0;
-    for (let i = from; i < to; i++) {
-      const status = this.status[i]!;
-      if (status === 0 || status === ERROR) continue;
-      all[a++] = this.latency[i]!;
-      if (status >= 200 && status < 300) {
-        good[g++] = this.latency[i]!;
-        if (this.latency[i]! <= IN_TIME_MS) okInTime++;
-      }
-    }
-    return {
-      sent: Math.max(0, Math.min(to, this.sent) - from),
-      answered,
-      ok,
-      shed,
-      shedWithRetryAfter,
-      otherStatus: answered - ok - shed,
-      statuses,
-      errors,
-      errorCount,
-      unfinished,
-      latencyMs: percentiles(all),
-      okLatencyMs: percentiles(good),
-      okInTime,
-    };
+    const sent = Math.max(0, Math.min(to, this.sent) - from);
+    const otherStatus = all.length - ok - shed;
+    return { sent, answered: all.length, ok, shed, shedWithRetryAfter, otherStatus, statuses, errors, errorCount, unfinished, latencyMs: percentiles(Float64Array.from(all)), okLatencyMs: percentiles(Float64Array.from(good)), okInTime };
   }
 
-  /** 2xx answers that arrived in each segment's wall-clock window (by intended schedule). */
-  private servedBySegment(): number[] {
-    const bounds: number[] = [];
+  private result(): OpenLoopResult {
+    // 2xx answers by the segment whose wall-clock span they arrived in.
+    const ends: number[] = [];
     let offset = 0;
-    for (const segment of this.options.segments) bounds.push((offset += segment.seconds * 1000));
-    const served = bounds.map(() => 0);
+    for (const segment of this.options.segments) ends.push((offset += segment.seconds * 1000));
+    const served = ends.map(() => 0);
     for (let i = 0; i < this.total; i++) {
-      const status = this.status[i]!;
-      if (status < 200 || status >= 300) continue;
-      const at = this.intended[i]! + this.latency[i]!;
-      const s = bounds.findIndex((end) => at < end);
+      if (this.status[i]! < 200 || this.status[i]! >= 300) continue;
+      const s = ends.findIndex((end) => this.intended[i]! + this.latency[i]! < end);
       if (s >= 0) served[s]!++;
     }
-    return served;
-  }
-
-  private result(): SegmentLoopResult {
-    const served = this.servedBySegment();
-    const segments: SegmentResult[] = this.options.segments.map((segment, s) => {
-      const from = this.starts[s]!;
-      const to = this.starts[s + 1]!;
-      const outcomes = this.outcomes(from, to);
-      return {
-        label: segment.label,
-        rate: segment.rate,
-        seconds: segment.seconds,
-        ...outcomes,
-        goodput: segment.seconds > 0 ? outcomes.ok / segment.seconds : 0,
-        servedPerSecond: segment.seconds > 0 ? served[s]! / segment.seconds : 0,
-        sendLagMs: percentiles(this.lag.slice(from, Math.max(from, Math.min(to, this.sent)))),
-        batches: this.batchIds?.[s]!.size ?? 0,
-        batchedItems: this.batchedItems[s]!,
-      };
+    const segments = this.options.segments.map((segment, s): SegmentResult => {
+      const [from, to] = [this.starts[s]!, this.starts[s + 1]!];
+      const o = this.outcomes(from, to);
+      const per = (n: number): number => (segment.seconds > 0 ? n / segment.seconds : 0);
+      const sendLagMs = percentiles(this.lag.slice(from, Math.max(from, Math.min(to, this.sent))));
+      return { label: segment.label, rate: segment.rate, seconds: segment.seconds, ...o, goodput: per(o.ok), inTimeGoodput: per(o.okInTime), servedPerSecond: per(served[s]!), sendLagMs };
     });
     const seconds: SecondResult[] = [];
-    let from = 0;
-    while (from < this.total) {
+    for (let from = 0; from < this.total; ) {
       const second = Math.floor(this.intended[from]! / 1000);
       let to = from;
       while (to < this.total && Math.floor(this.intended[to]! / 1000) === second) to++;
       const o = this.outcomes(from, to);
-      seconds.push({
-        second,
-        segment: this.options.segments[this.segmentOf(from)]!.label,
-        sent: o.sent,
-        ok: o.ok,
-        shed: o.shed,
-        errors: o.errorCount,
-        unfinished: o.unfinished,
-        p50: o.latencyMs?.p50 ?? null,
-        p99: o.latencyMs?.p99 ?? null,
-        max: o.latencyMs?.max ?? null,
-      });
+      const segment = this.options.segments[this.segmentOf(from)]!.label;
+      seconds.push({ second, segment, sent: o.sent, ok: o.ok, shed: o.shed, errors: o.errorCount, unfinished: o.unfinished, p50: o.latencyMs?.p50 ?? null, p99: o.latencyMs?.p99 ?? null, max: o.latencyMs?.max ?? null });
       from = to;
     }
     return { segments, seconds };

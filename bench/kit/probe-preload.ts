@@ -1,6 +1,6 @@
 /**
- * Loaded into a server under test with `node --import bench/probe-preload.ts`
- * (bench/hot-path.ts does this for the bare route and the sidecar alike), so
+ * Loaded into a server under test with `node --import bench/kit/probe-preload.ts`
+ * (bench/kit/launcher.ts does this for every server it traces), so
  * both report event-loop delay the same way: monitorEventLoopDelay at 10 ms
  * resolution, as prom-client's default metrics use. On SIGUSR2 it prints one
  * line on stdout, {"probe":"event-loop","thread":0,...} in ms, and starts

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GcRecorder, parseGcLine } from '../../bench/gc-trace.ts';
+import { GcRecorder, parseGcLine } from '../../bench/kit/trace.ts';
 
 // Lines as Node 24.21 (V8 13) prints them with --trace-gc.
 const SCAVENGE =
@@ -9,7 +9,7 @@ const MARK_COMPACT =
 const REDUCE =
   '[12:0x55d0c]     5123 ms: Mark-Compact (reduce) 80.1 (90.2) -> 60.0 (88.0) MB, pooled: 0 MB, 12.50 / 0.10 ms  (+ 3.1 ms in 12 steps since start of marking, biggest step 0.9 ms, walltime since start of marking 40 ms) (average mu = 0.9) finalize incremental marking via task; GC in old space requested';
 
-describe('gc-trace', () => {
+describe('bench/kit/trace.ts: GC pauses', () => {
   it('reads the kind and the main-thread pause of a --trace-gc line', () => {
     expect(parseGcLine(SCAVENGE)).toEqual({ kind: 'Scavenge', ms: 3.61 });
     expect(parseGcLine(MARK_COMPACT)).toEqual({ kind: 'Mark-Compact', ms: 3.79 });
@@ -33,7 +33,7 @@ describe('gc-trace', () => {
   });
 });
 
-describe('gc-trace with worker threads', () => {
+describe('bench/kit/trace.ts: GC pauses with worker threads', () => {
   const main = '[23882:0x2a136000]       82 ms: Scavenge 9.1 (10.1) -> 8.6 (11.1) MB, pooled: 0 MB, 0.75 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ';
   const worker = '[23882:0x7fa6100cc000]       14 ms: Scavenge 3.5 (4.5) -> 2.8 (5.5) MB, pooled: 0 MB, 4.43 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ';
 
