@@ -14,14 +14,10 @@
  * adds variables to the baseline only: `BASELINE_ENV=SERVER_TIMING=false
  * npx node bench/compare.ts HEAD` is the cost of Server-Timing, same code on both sides.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { MAIN } from '../sim/sidecar-process.ts';
 import { runGenerator } from './kit/generator.ts';
-import { killAll, startDownstream, startServer, type Downstream } from './kit/launcher.ts';
-import { startOtlpSink } from './kit/otlp-sink.ts';
+import { killAll, startDownstream, startServer, worktreeAt, type Downstream } from './kit/launcher.ts';
+import { startOtlpSink } from '../sim/otlp-sink.ts';
 import { median } from './kit/stats.ts';
 import { DOWNSTREAM_HOLD_MS, makeBodies, OPEN_CONNECTIONS } from './kit/workload.ts';
 import { Window } from './kit/window.ts';
@@ -32,16 +28,10 @@ if (args.includes('--help') || args.includes('-h')) {
   process.exit(0);
 }
 const [ref = 'HEAD', rate = 3000, rounds = 3, seconds = 6] = [args[0], ...args.slice(1).map(Number)] as [string | undefined, number?, number?, number?];
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TRACING_AB = process.env.TRACING === 'ab';
 const bodies = makeBodies(64);
 
-interface Figures {
-  cpuUsPerRequest: number | null;
-  overheadP50: number | null;
-  overheadP99: number | null;
-  clientP99: number | null;
-}
+type Figures = Record<'cpuUsPerRequest' | 'overheadP50' | 'overheadP99' | 'clientP99', number | null>;
 
 async function measure(main: string, downstream: Downstream, env: Record<string, string>): Promise<Figures> {
   const sidecar = await startServer('sidecar', { DOWNSTREAM_URL: downstream.url, ...env }, { main });
@@ -59,19 +49,15 @@ async function measure(main: string, downstream: Downstream, env: Record<string,
   }
 }
 
-const worktree = TRACING_AB ? null : mkdtempSync(join(tmpdir(), 'sidecar-baseline-'));
-if (worktree !== null) {
-  execFileSync('git', ['worktree', 'add', '--detach', '--force', worktree, ref], { cwd: ROOT, stdio: 'ignore' });
-  symlinkSync(join(ROOT, 'node_modules'), join(worktree, 'node_modules'));
-}
+const worktree = TRACING_AB ? null : worktreeAt(ref);
 const downstream = await startDownstream({ latencyMs: DOWNSTREAM_HOLD_MS });
 const sink = process.env.TRACING === '1' || TRACING_AB ? await startOtlpSink() : null;
 const tracing: Record<string, string> =
   sink === null ? {} : { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' };
 const baselineEnv = Object.fromEntries((process.env.BASELINE_ENV ?? '').split(/\s+/).filter((pair) => pair.includes('=')).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
 const variants = {
-  baseline: { main: join(worktree ?? ROOT, 'src/main.ts'), env: { ...(TRACING_AB ? {} : tracing), ...baselineEnv } },
-  candidate: { main: join(ROOT, 'src/main.ts'), env: tracing },
+  baseline: { main: worktree?.main ?? MAIN, env: { ...(TRACING_AB ? {} : tracing), ...baselineEnv } },
+  candidate: { main: MAIN, env: tracing },
 };
 const runs: Record<keyof typeof variants, Figures[]> = { baseline: [], candidate: [] };
 const f = (n: number | null, d = 2): string => (n === null ? 'n/a' : n.toFixed(d));
@@ -87,10 +73,7 @@ try {
   await downstream.stop();
   await sink?.close();
   killAll();
-  if (worktree !== null) {
-    execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: ROOT, stdio: 'ignore' });
-    rmSync(worktree, { recursive: true, force: true });
-  }
+  worktree?.remove();
 }
 process.stdout.write(`\n${TRACING_AB ? 'tracing off vs on' : `${ref} vs working tree`} at ${rate} req/s open loop, ${rounds} rounds of ${seconds} s, medians:\n`);
 for (const key of ['cpuUsPerRequest', 'overheadP50', 'overheadP99', 'clientP99'] as const) {

@@ -39,32 +39,23 @@ export interface GeneratorConfig {
   readonly warmupConnections?: number;
 }
 
-export interface GeneratorCpu {
-  /** CPU seconds of the generator over the window, as % of one core, the window's length, and over its whole life. */
-  readonly seconds: number;
-  readonly percent: number;
-  readonly windowSeconds: number;
-  readonly totalSeconds: number;
-}
+/** CPU seconds of the generator over the window, as % of one core, the window's length, and over its whole life. */
+export type GeneratorCpu = { readonly [K in 'seconds' | 'percent' | 'windowSeconds' | 'totalSeconds']: number };
 
+/** autocannon's figures; `errors` counts connection errors and timeouts; the latency (ms) is closed loop, coordinated omission and all: informational. */
 export interface ClosedLoopResult {
   readonly durationSeconds: number;
   readonly requests: number;
   readonly ok: number;
   readonly okPerSecond: number;
   readonly non2xx: number;
-  /** Connection errors and timeouts (autocannon's `errors` counts both). */
   readonly errors: number;
   readonly timeouts: number;
   readonly statusCodes: Record<string, number>;
-  /** Closed-loop latency, ms (coordinated omission applies: informational only). */
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number; readonly max: number };
 }
 
-export interface GeneratorEvent {
-  readonly event: 'segment' | 'warm' | 'start' | 'sent';
-  readonly index?: number;
-}
+export type GeneratorEvent = { readonly event: 'segment' | 'warm' | 'start' | 'sent'; readonly index?: number };
 
 /** Open mode: requests due over the whole schedule, handed to the pool, and written to a socket. */
 export type OpenResult = OpenLoopResult & { readonly mode: 'open'; readonly cpu: GeneratorCpu; readonly requests: { total: number; sent: number; written: number } };
@@ -159,12 +150,8 @@ const cpuSeconds = (usage: NodeJS.CpuUsage): number => (usage.user + usage.syste
 async function main(config: GeneratorConfig): Promise<void> {
   const bodies = config.bodies.map((body) => Buffer.from(body));
   const path = config.path ?? '/process';
-  let c0 = process.cpuUsage();
-  let w0 = performance.now();
-  const markWindow = (): void => {
-    c0 = process.cpuUsage();
-    w0 = performance.now();
-  };
+  let [c0, w0] = [process.cpuUsage(), performance.now()];
+  const markWindow = (): void => void ([c0, w0] = [process.cpuUsage(), performance.now()]);
   const cpu = (): GeneratorCpu => {
     const windowSeconds = (performance.now() - w0) / 1000;
     const seconds = cpuSeconds(process.cpuUsage(c0));
@@ -195,7 +182,7 @@ async function main(config: GeneratorConfig): Promise<void> {
   emit({ event: 'result', mode: 'open', ...result, cpu: used, requests: { total: loop.total, sent: loop.sent, written: loop.written } });
 }
 
-// Spawned by runGenerator (not import.meta.main: a test runner may set it on an imported module).
+// Run as a process by runGenerator.
 if (process.argv[1] === SELF) {
   try {
     await main(JSON.parse(process.argv[2] ?? '{}') as GeneratorConfig);

@@ -6,9 +6,13 @@
  * the sidecar (`node src/main.ts`, through sim/sidecar-process.ts; or another
  * tree's, for a base commit). A traced server runs under `node --trace-gc
  * --import bench/kit/probe-preload.ts`, its GC and event-loop lines read by
- * bench/kit/trace.ts. Every child is killed when the bench exits, however it exits.
+ * bench/kit/trace.ts. Every child is killed when the bench exits, however it
+ * exits. worktreeAt() checks out an older commit, to run its sidecar beside this one.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -110,18 +114,12 @@ async function startSidecarChild(env: Record<string, string>, trace: boolean, ma
   return { name: 'sidecar', pid: sidecar.child.pid!, url: sidecar.url, exited: sidecar.exited, gc: t.gc, probe: t.probe, problems, stop: (ms) => sidecar.stop(ms) };
 }
 
-export interface ServerOptions {
-  /** Under --trace-gc and the event-loop probe. */
-  readonly trace?: boolean;
-  /** The sidecar only: another tree's src/main.ts. */
-  readonly main?: string;
-}
-
 /**
- * A server under test. The floor takes the batching knobs of the sidecar's
- * environment (DOWNSTREAM_URL, SHARD_COUNT, BATCH_MAX_WAIT_MS, BATCH_MAX_SIZE); the bare route none.
+ * A server under test, traced (--trace-gc, the event-loop probe) or not; `main`: the sidecar
+ * from another tree. The floor takes the sidecar's batching knobs (DOWNSTREAM_URL, SHARD_COUNT,
+ * BATCH_MAX_WAIT_MS, BATCH_MAX_SIZE); the bare route none.
  */
-export function startServer(variant: Variant, env: Record<string, string>, options: ServerOptions = {}): Promise<Child> {
+export function startServer(variant: Variant, env: Record<string, string>, options: { trace?: boolean; main?: string } = {}): Promise<Child> {
   const trace = options.trace ?? false;
   if (variant === 'sidecar') return startSidecarChild(env, trace, options.main);
   if (variant === 'bare') return spawnReady('bare', FILES.bare, {}, readyLine('bare'), trace);
@@ -164,4 +162,22 @@ export async function startDownstream(shape: DownstreamShape): Promise<Downstrea
     stats: (reset = false) => call<DownstreamStats>(`/stats${reset ? '?reset=1' : ''}`),
     control: async (options) => (await call<object>('/control', { ...post, body: JSON.stringify(options) })) !== null,
   };
+}
+
+/** A temporary git worktree at `ref` with this tree's node_modules linked in: its src/main.ts, its short commit, and remove(). */
+export function worktreeAt(ref: string): { readonly main: string; readonly commit: string; remove(): void } {
+  const root = path('../..');
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-base-'));
+  execFileSync('git', ['worktree', 'add', '--detach', '--force', dir, ref], { cwd: root, stdio: 'ignore' });
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: dir, encoding: 'utf8' }).trim();
+  const remove = (): void => {
+    try {
+      execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: root, stdio: 'ignore' });
+    } catch {
+      // `git worktree prune` forgets it
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { main: join(dir, 'src/main.ts'), commit, remove };
 }

@@ -17,12 +17,11 @@
 import { Pool, type Dispatcher } from 'undici';
 import { percentiles, type Percentiles } from './stats.ts';
 
+/** `rate` requests a second for `seconds`; `count` requests in all instead of ⌊rate × seconds⌋. */
 export interface Segment {
   readonly label: string;
-  /** Requests per second. */
   readonly rate: number;
   readonly seconds: number;
-  /** Requests in the segment; default ⌊rate × seconds⌋. */
   readonly count?: number;
 }
 
@@ -34,9 +33,9 @@ export interface OpenLoopOptions {
   readonly connections: number;
   /** How long to wait for the last answers after the last send. */
   readonly drainTimeoutMs: number;
-  /** Called when a segment's first request is due (index into segments). */
+  /** Called when a segment's first request is due. */
   readonly onSegment?: (index: number) => void;
-  /** Stamp `x-request-start: <epoch ms>` at each request's intended send time (SPEC §2). */
+  /** Stamp `x-request-start: <epoch ms>` at each request's intended send time. */
   readonly stamp?: boolean;
 }
 
@@ -44,56 +43,28 @@ export interface OpenLoopOptions {
 export const IN_TIME_MS = 1_000;
 
 /** Outcome counts and latency of a set of requests. */
-export interface Outcomes {
-  readonly sent: number;
-  /** HTTP answers of any status; 2xx among them. */
-  readonly answered: number;
-  readonly ok: number;
-  /** 503 answers, and those that carried `retry-after`. */
-  readonly shed: number;
-  readonly shedWithRetryAfter: number;
-  /** Answers with a status other than 2xx and 503. */
-  readonly otherStatus: number;
+/**
+ * Requests sent; HTTP answers of any status, 2xx, 503 (and those with
+ * retry-after), other statuses; requests with no HTTP answer by error code;
+ * still unanswered when the drain ended; latency (ms from the intended send
+ * time) of every answer and of the 2xx; 2xx within IN_TIME_MS.
+ */
+export type Outcomes = { readonly [K in 'sent' | 'answered' | 'ok' | 'shed' | 'shedWithRetryAfter' | 'otherStatus' | 'errorCount' | 'unfinished' | 'okInTime']: number } & {
   readonly statuses: Record<string, number>;
-  /** Requests with no HTTP answer, by error code (resets, socket errors). */
   readonly errors: Record<string, number>;
-  readonly errorCount: number;
-  /** Still unanswered when the drain timeout passed. */
-  readonly unfinished: number;
-  /** Latency of every HTTP answer (any status), ms from the intended send time; and of the 2xx only. */
   readonly latencyMs: Percentiles | null;
   readonly okLatencyMs: Percentiles | null;
-  /** 2xx answers within IN_TIME_MS of the intended send time. */
-  readonly okInTime: number;
-}
+};
 
-export interface SegmentResult extends Outcomes {
-  readonly label: string;
-  readonly rate: number;
-  readonly seconds: number;
-  /** 2xx answers to this segment's requests per second of its length (late ones included). */
-  readonly goodput: number;
-  /** 2xx answers to this segment's requests within IN_TIME_MS, per second of its length. */
-  readonly inTimeGoodput: number;
-  /** 2xx answers (to any request) arriving while the segment lasted, per second: what was served under it. */
-  readonly servedPerSecond: number;
-  /** How late the generator itself sent (actual − intended), ms. */
-  readonly sendLagMs: Percentiles | null;
-}
+/**
+ * Per second of the segment's length: its requests' 2xx (late ones included),
+ * those within IN_TIME_MS, and the 2xx to any request that arrived while it
+ * lasted (what was served under it). sendLagMs: how late the generator sent.
+ */
+export type SegmentResult = Outcomes & { readonly label: string; readonly sendLagMs: Percentiles | null } & { readonly [K in 'rate' | 'seconds' | 'goodput' | 'inTimeGoodput' | 'servedPerSecond']: number };
 
-export interface SecondResult {
-  /** Seconds since the start of the schedule, by intended send time. */
-  readonly second: number;
-  readonly segment: string;
-  readonly sent: number;
-  readonly ok: number;
-  readonly shed: number;
-  readonly errors: number;
-  readonly unfinished: number;
-  readonly p50: number | null;
-  readonly p99: number | null;
-  readonly max: number | null;
-}
+/** One second of the schedule, by intended send time. */
+export type SecondResult = { readonly segment: string } & { readonly [K in 'second' | 'sent' | 'ok' | 'shed' | 'errors' | 'unfinished']: number } & { readonly [K in 'p50' | 'p99' | 'max']: number | null };
 
 export interface OpenLoopResult {
   readonly segments: SegmentResult[];
@@ -102,29 +73,27 @@ export interface OpenLoopResult {
 
 const ERROR = 600;
 
+/** One request's answer: its status, whether a 503 carried retry-after, or its error code. */
 class Handler implements Dispatcher.DispatchHandler {
-  readonly loop: OpenLoop;
-  readonly index: number;
-  status = 0;
-  retryAfter = false;
+  private status = 0;
+  private retryAfter = false;
+  private readonly loop: OpenLoop;
+  private readonly index: number;
 
   constructor(loop: OpenLoop, index: number) {
-    this.loop = loop;
-    this.index = index;
+    [this.loop, this.index] = [loop, index];
   }
 
   onRequestStart(): void {}
+  onResponseData(): void {}
 
   onRequestSent(): void {
     this.loop.written++;
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.status = statusCode;
-    this.retryAfter = headers['retry-after'] !== undefined;
+    [this.status, this.retryAfter] = [statusCode, headers['retry-after'] !== undefined];
   }
-
-  onResponseData(): void {}
 
   onResponseEnd(): void {
     this.loop.settle(this.index, this.status, this.retryAfter, '');
@@ -174,11 +143,8 @@ export class OpenLoop {
       for (let i = this.starts[s]!, k = 0; i < this.starts[s + 1]!; i++, k++) this.intended[i] = offset + (k * 1000) / segment.rate;
       offset += segment.seconds * 1000;
     });
-    this.latency = new Float64Array(total).fill(Number.NaN);
-    this.lag = new Float64Array(total);
-    this.status = new Uint16Array(total);
-    this.retryAfter = new Uint8Array(total);
-    this.errorCode = new Uint8Array(total);
+    [this.latency, this.lag] = [new Float64Array(total).fill(Number.NaN), new Float64Array(total)];
+    [this.status, this.retryAfter, this.errorCode] = [new Uint16Array(total), new Uint8Array(total), new Uint8Array(total)];
     const timeouts = { headersTimeout: 120_000, bodyTimeout: 120_000, connectTimeout: 30_000 };
     this.pool = new Pool(options.origin, { connections: options.connections, pipelining: 1, keepAliveTimeout: 60_000, ...timeouts });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));

@@ -1,21 +1,11 @@
 /**
- * Loaded into a server under test with `node --import bench/kit/probe-preload.ts`
- * (bench/kit/launcher.ts does this for every server it traces), so
- * both report event-loop delay the same way: monitorEventLoopDelay at 10 ms
- * resolution, as prom-client's default metrics use. On SIGUSR2 it prints one
- * line on stdout, {"probe":"event-loop","thread":0,...} in ms, and starts
- * afresh: the parent signals at the start of the measured window (that line is
- * discarded) and at its end.
- *
- * Worker threads inherit the --import, so each has a probe of its own
- * (monitorEventLoopDelay measures the thread it runs on). A worker gets no
- * signals: the main thread's probe passes SIGUSR2 on over a BroadcastChannel,
- * and each worker prints the same line with its own `thread` (its threadId),
- * a little after the main thread's (a worker's stdout goes through the main
- * thread).
- *
- * The histogram's figures include the 10 ms timer interval itself (an idle
- * loop reads p99 ≈ 10.2 ms): the line reports the delay beyond it.
+ * Loaded into a traced server under test (`node --import
+ * bench/kit/probe-preload.ts`, bench/kit/launcher.ts), so that every variant
+ * reports event-loop delay the same way: monitorEventLoopDelay at 10 ms, as
+ * prom-client uses, less the 10 ms interval itself. On SIGUSR2 it prints
+ * {"probe":"event-loop","thread":0,...} (ms) and starts afresh. Worker threads
+ * inherit the --import; the main thread passes SIGUSR2 on to them over a
+ * BroadcastChannel and each prints its own line (`thread`: its threadId).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BroadcastChannel, isMainThread, threadId } from 'node:worker_threads';

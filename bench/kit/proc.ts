@@ -1,131 +1,85 @@
 /**
- * Per-process CPU time and memory, read from /proc (Linux only): utime+stime
- * from /proc/<pid>/stat, VmRSS (now) and VmHWM (peak) from /proc/<pid>/status.
+ * A process's CPU time and memory from /proc (Linux only): utime + stime from
+ * /proc/<pid>/stat, VmRSS (now) and VmHWM (peak) from /proc/<pid>/status; the
+ * same per thread (/proc/<pid>/task).
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcSample {
-  /** User + system CPU time so far, seconds. */
+  /** User + system CPU so far, s; resident set size now and at its peak so far, bytes. */
   readonly cpuSeconds: number;
-  /** Resident set size now, bytes. */
   readonly rssBytes: number;
-  /** Peak resident set size so far, bytes. */
   readonly hwmBytes: number;
 }
 
-function clockTicks(): number {
+const TICKS = ((): number => {
   try {
     const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
     return Number.isFinite(ticks) && ticks > 0 ? ticks : 100;
   } catch {
     return 100;
   }
+})();
+
+/** CPU seconds in a stat line: the command name (field 2) may hold spaces and parentheses; after the last ')' come fields 3.., utime 14 and stime 15. */
+function statCpu(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
 }
 
-const TICKS = clockTicks();
+const kib = (status: string, field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
 
-function kib(status: string, field: string): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
-  return match === null ? 0 : Number(match[1]) * 1024;
-}
-
-/** A sample of the process now, or null when it is gone (or /proc is not there). */
+/** A sample of the process now; null when it is gone (or there is no /proc). */
 export function sampleProcess(pid: number | undefined): ProcSample | null {
-  if (pid === undefined) return null;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    // What follows starts at field 3 (state); utime is field 14, stime field 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return { cpuSeconds: ticks / TICKS, rssBytes: kib(status, 'VmRSS'), hwmBytes: kib(status, 'VmHWM') };
+    return { cpuSeconds: statCpu(readFileSync(`/proc/${pid}/stat`, 'utf8')), rssBytes: kib(status, 'VmRSS'), hwmBytes: kib(status, 'VmHWM') };
   } catch {
     return null;
   }
 }
 
-/** CPU seconds the process spent between two samples (null when either is missing). */
+/** CPU seconds between two samples; null when either is missing. */
 export function cpuBetween(before: ProcSample | null, after: ProcSample | null): number | null {
-  if (before === null || after === null) return null;
-  return Math.max(0, after.cpuSeconds - before.cpuSeconds);
+  return before === null || after === null ? null : Math.max(0, after.cpuSeconds - before.cpuSeconds);
 }
 
 export interface ThreadSample {
   readonly tid: number;
-  /** The thread's name (/proc/<pid>/task/<tid>/comm): MainThread, WorkerThread (a worker_threads Worker), V8Worker, libuv-worker, ... */
+  /** /proc/<pid>/task/<tid>/comm: MainThread, WorkerThread (a worker_threads Worker), V8Worker, libuv-worker, ... */
   readonly name: string;
   readonly cpuSeconds: number;
 }
 
-/** Every thread of the process now, with its CPU time so far; null when the process is gone. */
+/** Every thread of the process now, with its CPU so far; null when the process is gone. */
 export function sampleThreads(pid: number | undefined): ThreadSample[] | null {
-  if (pid === undefined) return null;
   try {
-    const out: ThreadSample[] = [];
-    for (const entry of readdirSync(`/proc/${pid}/task`)) {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
       try {
-        const stat = readFileSync(`/proc/${pid}/task/${entry}/stat`, 'utf8');
-        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        out.push({ tid: Number(entry), name, cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS });
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return [{ tid: Number(tid), name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), cpuSeconds: statCpu(stat) }];
       } catch {
-        // the thread ended between the listing and the read
+        return []; // the thread ended between the listing and the read
       }
-    }
-    return out;
+    });
   } catch {
     return null;
   }
 }
 
-/** CPU seconds by thread over a window. */
+/** CPU seconds by thread over a window: the main thread, each Worker (by tid), the rest (GC and compiler helpers, libuv's pool). */
 export interface ThreadCpu {
   readonly main: number;
-  /** Each worker_threads Worker, by tid (start order). */
   readonly workers: readonly number[];
-  /** Everything else together: V8's GC and compiler helpers, libuv's pool, the signal and inspector threads. */
   readonly other: number;
 }
 
-/** CPU seconds by thread between two samples; null when either is missing. */
 export function threadCpuBetween(before: readonly ThreadSample[] | null, after: readonly ThreadSample[] | null): ThreadCpu | null {
   if (before === null || after === null) return null;
   const start = new Map(before.map((t) => [t.tid, t.cpuSeconds]));
-  let main = 0;
-  let other = 0;
-  const workers: { tid: number; seconds: number }[] = [];
-  for (const t of after) {
-    const used = Math.max(0, t.cpuSeconds - (start.get(t.tid) ?? 0));
-    if (t.name === 'MainThread') main += used;
-    else if (t.name === 'WorkerThread') workers.push({ tid: t.tid, seconds: used });
-    else other += used;
-  }
-  return { main, workers: workers.sort((a, b) => a.tid - b.tid).map((w) => w.seconds), other };
-}
-
-export interface MachineSample {
-  /** Ticks every CPU spent busy (all but idle and iowait), and in all, since boot (/proc/stat). */
-  readonly busyTicks: number;
-  readonly totalTicks: number;
-  readonly cpus: number;
-}
-
-/** The machine's CPU ticks now; null without /proc. */
-export function sampleMachine(): MachineSample | null {
-  try {
-    const lines = readFileSync('/proc/stat', 'utf8').split('\n');
-    const fields = lines[0]!.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
-    const total = fields.reduce((a, b) => a + b, 0);
-    return { busyTicks: total - fields[3]! - fields[4]!, totalTicks: total, cpus: lines.filter((l) => /^cpu\d/.test(l)).length };
-  } catch {
-    return null;
-  }
-}
-
-/** How many CPUs were busy on average between two samples (0 to the CPU count), whatever process kept them busy. */
-export function busyCoresBetween(before: MachineSample | null, after: MachineSample | null): number | null {
-  if (before === null || after === null || after.totalTicks <= before.totalTicks) return null;
-  return ((after.busyTicks - before.busyTicks) / (after.totalTicks - before.totalTicks)) * after.cpus;
+  const used = (t: ThreadSample): number => Math.max(0, t.cpuSeconds - (start.get(t.tid) ?? 0));
+  const of = (name: string): ThreadSample[] => after.filter((t) => t.name === name).sort((a, b) => a.tid - b.tid);
+  const total = (threads: ThreadSample[]): number => threads.reduce((n, t) => n + used(t), 0);
+  return { main: total(of('MainThread')), workers: of('WorkerThread').map(used), other: total(after.filter((t) => t.name !== 'MainThread' && t.name !== 'WorkerThread')) };
 }

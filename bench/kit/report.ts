@@ -63,6 +63,9 @@ export function listSection(title: string, items: readonly string[]): string[] {
   return items.length === 0 ? [] : ['', `**${title}**`, '', ...items.map((item) => `- ${item}`)];
 }
 
+/** What every phase's results hold besides its own figures: when, whether a smoke run, what went wrong. */
+export type Results<T> = { readonly date: string; readonly quick: boolean; readonly problems: string[] } & { readonly [K in keyof T]: T[K] };
+
 /** One question of the bench: its file in bench/phases/ exports one of these. */
 export interface Phase<R = unknown> {
   /** Its name: BENCH_PHASE selects it, bench/results/<name>.json and .md hold its last results. */
@@ -92,13 +95,7 @@ export function summaryTable(rows: readonly { phase: string; verdict: Verdict }[
 }
 
 /** The same figure for the bare route, the floor and the sidecar (each the median of its runs). */
-export interface ThreeWay {
-  readonly figure: string;
-  readonly bare: number | null;
-  readonly floor: number | null;
-  readonly sidecar: number | null;
-  readonly digits: number;
-}
+export type ThreeWay = { readonly figure: string; readonly digits: number } & { readonly [K in 'bare' | 'floor' | 'sidecar']: number | null };
 
 /** floor / bare is what the design itself costs; sidecar / floor what the sidecar's own code adds (ADR 0011). */
 export function threeWayTable(rows: readonly ThreeWay[]): string[] {

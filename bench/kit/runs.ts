@@ -30,30 +30,27 @@ export interface RunSpec {
   readonly round: number;
 }
 
-export interface OpenRun {
+/** What every run records: its name, round, the load average at its start, the server over the window, the generator's CPU. */
+interface Run {
   readonly label: string;
   readonly variant: Variant;
   readonly round: number;
   readonly loadAverage: number;
-  /** The measured segments (the schedule less its warm-up) and the whole schedule by second. */
-  readonly segments: SegmentResult[];
-  readonly seconds: SecondResult[];
   readonly server: ServerFigures;
   readonly generator: GeneratorCpu;
-  /** The downstream's own p99 hold over the window (its GET /stats); null for the bare route or when unread. */
+}
+
+/** The measured segments (the schedule less its warm-up), the schedule by second, the downstream's own p99 over the window (its GET /stats; null: bare, or unread). */
+export interface OpenRun extends Run {
+  readonly segments: SegmentResult[];
+  readonly seconds: SecondResult[];
   readonly downstreamP99Ms: number | null;
 }
 
-export interface ClosedRun {
-  readonly label: string;
-  readonly variant: Variant;
-  readonly round: number;
-  readonly loadAverage: number;
+/** autocannon's figures, and the server's CPU µs per 2xx answer. */
+export interface ClosedRun extends Run {
   readonly closed: ClosedLoopResult;
-  readonly server: ServerFigures;
-  /** Server CPU µs per 2xx answer. */
   readonly cpuUsPerRequest: number | null;
-  readonly generator: GeneratorCpu;
 }
 
 /**
@@ -143,6 +140,8 @@ export async function openRun(ctx: Context, spec: RunSpec, segments: readonly Se
     const measured = result.segments.slice(first);
     for (const s of measured) noteOutcomes(ctx, label, s);
     const server = await window.figures();
+    const summary = measured.map((m) => `${m.label} p99 ${m.latencyMs?.p99.toFixed(1)} ms, ${m.ok}/${m.sent} 2xx, ${m.shed} × 503`).join('; ');
+    ctx.log(`  ${label}: ${summary}, server ${server.cpuSeconds?.toFixed(2)} s CPU, generator ${result.cpu.percent.toFixed(0)}%`);
     return { label: spec.label ?? spec.variant, variant: spec.variant, round: spec.round, loadAverage, segments: measured, seconds: result.seconds, server, generator: result.cpu, downstreamP99Ms: stats?.p99 ?? null };
   });
 }
@@ -158,6 +157,7 @@ export async function closedRun(ctx: Context, spec: RunSpec): Promise<ClosedRun>
     if (closed.errors > 0) ctx.problems.push(`${label}: ${closed.errors} connection errors (${closed.timeouts} timeouts)`);
     const server = await window.figures();
     const cpuUsPerRequest = server.cpuSeconds === null || closed.ok <= 0 ? null : (server.cpuSeconds * 1e6) / closed.ok;
+    ctx.log(`  ${label}: ${closed.okPerSecond.toFixed(0)} 2xx/s, ${closed.statusCodes['503'] ?? 0} × 503, p99 ${closed.latencyMs.p99} ms, peak RSS ${((server.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`);
     return { label: spec.label ?? spec.variant, variant: spec.variant, round: spec.round, loadAverage, closed, server, cpuUsPerRequest, generator: cpu };
   });
 }

@@ -1,14 +1,6 @@
 /** The bench kit's arithmetic: nearest-rank percentiles, the median of rounds, a sleep. */
 
-export interface Percentiles {
-  readonly count: number;
-  readonly mean: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-}
+export type Percentiles = { readonly [K in 'count' | 'mean' | 'p50' | 'p90' | 'p99' | 'p999' | 'max']: number };
 
 /** Nearest-rank percentile of an ascending array. */
 export function rank(sorted: Float64Array, q: number): number {

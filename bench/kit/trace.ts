@@ -15,26 +15,14 @@
  */
 import { percentiles, sleep } from './stats.ts';
 
-export interface GcPause {
-  readonly kind: string;
-  readonly ms: number;
-}
-
-export interface GcKindFigures {
-  readonly count: number;
-  readonly totalMs: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
-}
+export type GcPause = { readonly kind: string; readonly ms: number };
+export type GcKindFigures = { readonly count: number; readonly totalMs: number; readonly p99Ms: number; readonly maxMs: number };
 
 /** Pauses by kind over a window, plus all kinds together under "all". */
 export type GcFigures = Record<string, GcKindFigures>;
 
 /** Pauses of the main thread's isolate and of every other (worker threads'), apart. */
-export interface GcByIsolate {
-  readonly main: GcFigures;
-  readonly workers: GcFigures;
-}
+export type GcByIsolate = { readonly main: GcFigures; readonly workers: GcFigures };
 
 const GC_LINE = /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/;
 
@@ -90,15 +78,8 @@ export class GcRecorder {
   }
 }
 
-export interface EventLoopFigures {
-  readonly p50Ms: number | null;
-  readonly p99Ms: number | null;
-  readonly maxMs: number | null;
-}
-
-export interface ThreadEventLoopFigures extends EventLoopFigures {
-  readonly thread: number;
-}
+export type EventLoopFigures = { readonly p50Ms: number | null; readonly p99Ms: number | null; readonly maxMs: number | null };
+export type ThreadEventLoopFigures = EventLoopFigures & { readonly thread: number };
 
 /** The parent's side of bench/kit/probe-preload.ts. */
 export class EventLoopProbe {

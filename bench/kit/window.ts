@@ -2,17 +2,14 @@
  * The bench's one way to read what a server under test did in a measured
  * window: mark it when the window opens and when it closes, then ask for the
  * figures. CPU (by thread too) and peak RSS from /proc (bench/kit/proc.ts),
- * the machine's busy CPU (/proc/stat), GC pauses and event-loop delay when the
- * server is traced (bench/kit/trace.ts), and for the sidecar its /metrics:
- * the overhead histogram, batch sizes, outcomes, prom-client's event-loop lag.
+ * GC pauses and event-loop delay when the server is traced
+ * (bench/kit/trace.ts), and the sidecar's /metrics (sim/scrape.ts): the
+ * overhead histogram, batch sizes, outcomes, the batch window.
  */
 import type { Child } from './launcher.ts';
-import * as metrics from './metrics.ts';
-import { busyCoresBetween, cpuBetween, sampleMachine, sampleProcess, sampleThreads, threadCpuBetween, type ThreadCpu } from './proc.ts';
+import * as metrics from '../../sim/scrape.ts';
+import { cpuBetween, sampleProcess, sampleThreads, threadCpuBetween, type ThreadCpu } from './proc.ts';
 import type { EventLoopFigures, GcByIsolate, GcFigures, ThreadEventLoopFigures } from './trace.ts';
-
-/** prom-client samples with monitorEventLoopDelay({ resolution: 10 }), whose figures include the 10 ms interval. */
-const EVENT_LOOP_RESOLUTION_MS = 10;
 
 export interface ServerFigures {
   readonly cpuSeconds: number | null;
@@ -25,10 +22,7 @@ export interface ServerFigures {
   readonly workerEventLoops: readonly ThreadEventLoopFigures[];
   /** CPU seconds by thread (main, each worker thread, the rest). */
   readonly threadCpu: ThreadCpu | null;
-  /** CPUs busy on average over the window, the whole machine: less the server and the generator, everyone else. */
-  readonly machineBusyCores: number | null;
   /** The sidecar only, from /metrics over the window (null for the others). */
-  readonly eventLoopMetrics: EventLoopFigures | null;
   readonly overhead: { readonly p50Ms: number | null; readonly p99Ms: number | null; readonly p99Overflow: boolean } | null;
   readonly batches: number | null;
   readonly items: number | null;
@@ -42,13 +36,12 @@ export interface ServerFigures {
 export class Window {
   private readonly child: Child;
   private readonly scraped: boolean;
-  private marks: { p: ReturnType<typeof sampleProcess>; t: ReturnType<typeof sampleThreads>; m: ReturnType<typeof sampleMachine>; g: number; s: Promise<metrics.Scrape | null> }[] = [];
+  private marks: { p: ReturnType<typeof sampleProcess>; t: ReturnType<typeof sampleThreads>; g: number; s: Promise<metrics.Scrape | null> }[] = [];
   private endLoop: Promise<EventLoopFigures | null> = Promise.resolve(null);
 
   /** `scrape`: read the server's /metrics (the sidecar's; the others have none). */
   constructor(child: Child, scrape: boolean) {
-    this.child = child;
-    this.scraped = scrape;
+    [this.child, this.scraped] = [child, scrape];
   }
 
   /**
@@ -63,7 +56,7 @@ export class Window {
   private mark(): void {
     const pid = this.child.pid;
     const s = this.scraped ? metrics.scrape(this.child.url) : Promise.resolve(null);
-    this.marks.push({ p: sampleProcess(pid), t: sampleThreads(pid), m: sampleMachine(), g: this.child.gc?.mark() ?? 0, s });
+    this.marks.push({ p: sampleProcess(pid), t: sampleThreads(pid), g: this.child.gc?.mark() ?? 0, s });
   }
 
   open(): void {
@@ -82,10 +75,6 @@ export class Window {
     if (a === undefined || b === undefined) throw new Error('Window.figures() before open() and close()');
     const [before, after, eventLoop] = await Promise.all([a.s, b.s, this.endLoop]);
     const workerEventLoops = (await this.child.probe?.workers()) ?? [];
-    const ms = (name: string): number | null => {
-      const v = metrics.sum(after, name);
-      return v === null ? null : Math.max(0, v * 1000 - EVENT_LOOP_RESOLUTION_MS);
-    };
     const h = metrics.histogramDelta(metrics.histogram(before, 'sidecar_overhead_seconds'), metrics.histogram(after, 'sidecar_overhead_seconds'));
     const [p50, p99] = [metrics.quantile(h, 0.5), metrics.quantile(h, 0.99)];
     const sizes = metrics.histogramDelta(metrics.histogram(before, 'sidecar_batch_size'), metrics.histogram(after, 'sidecar_batch_size'));
@@ -99,8 +88,6 @@ export class Window {
       eventLoop,
       workerEventLoops,
       threadCpu: threadCpuBetween(a.t, b.t),
-      machineBusyCores: busyCoresBetween(a.m, b.m),
-      eventLoopMetrics: after === null ? null : { p50Ms: ms('nodejs_eventloop_lag_p50_seconds'), p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') },
       overhead: h === null || h.count <= 0 ? null : { p50Ms: p50 === null ? null : p50.value * 1000, p99Ms: p99 === null ? null : p99.value * 1000, p99Overflow: p99?.overflow ?? false },
       batches: sizes?.count ?? null,
       items: sizes?.sum ?? null,

@@ -15,7 +15,7 @@
  * BENCH_RATES (default 1000,5000,10000), BENCH_ROUNDS (2), BENCH_FLOOR=0 (no floor), SIDECAR_ENV.
  */
 import { alternate, cpuPerRequest, openRun, steady, withDownstream, type OpenRun } from '../kit/runs.ts';
-import { generatorCaveat, judge, listSection, num, table, threeWayTable, verdictTable, type Phase, type ThreeWay, type Verdict } from '../kit/report.ts';
+import { generatorCaveat, judge, listSection, num, table, threeWayTable, verdictTable, type Phase, type Results, type ThreeWay, type Verdict } from '../kit/report.ts';
 import { median, ratio, sleep } from '../kit/stats.ts';
 import type { Variant } from '../kit/launcher.ts';
 import { DOWNSTREAM_HOLD_MS, QUICK, ROUNDS, sidecarEnv, VARIANTS } from '../kit/workload.ts';
@@ -25,14 +25,7 @@ const RATES = (process.env.BENCH_RATES ?? '1000,5000,10000').split(',').map(Numb
 
 export type LatencyRun = OpenRun & { readonly rate: number };
 
-export interface AddedLatencyResults {
-  readonly date: string;
-  readonly quick: boolean;
-  readonly sidecarEnv: Record<string, string>;
-  readonly downstreamHoldMs: number;
-  readonly runs: LatencyRun[];
-  readonly problems: string[];
-}
+export type AddedLatencyResults = Results<{ sidecarEnv: Record<string, string>; downstreamHoldMs: number; runs: LatencyRun[] }>;
 
 const of = (runs: readonly LatencyRun[], variant: Variant, rate: number): LatencyRun[] => runs.filter((r) => r.variant === variant && r.rate === rate);
 const p99 = (run: LatencyRun): number | null => run.segments[0]!.latencyMs?.p99 ?? null;
@@ -127,9 +120,7 @@ export const addedLatency: Phase<AddedLatencyResults> = {
       for (const rate of RATES) {
         for (let round = 0; round < ROUNDS; round++) {
           for (const variant of alternate(VARIANTS, round)) {
-            const run = { ...(await openRun(ctx, { variant, round }, steady(rate))), rate };
-            runs.push(run);
-            log(`  ${rate}/s ${variant.padEnd(7)} p99 ${num(p99(run))} ms, downstream p99 ${num(run.downstreamP99Ms)} ms, ${num(cpuPerRequest(run), 0)} µs/req, generator ${num(run.generator.percent, 0)}%`);
+            runs.push({ ...(await openRun(ctx, { variant, label: `${rate}/s ${variant}`, round }, steady(rate))), rate });
             await sleep(300);
           }
         }

@@ -15,7 +15,7 @@
  */
 import type { Variant } from '../kit/launcher.ts';
 import type { Segment, SegmentResult } from '../kit/open-loop.ts';
-import { judge, listSection, num, table, verdictTable, type Phase, type Verdict } from '../kit/report.ts';
+import { judge, listSection, num, table, verdictTable, type Phase, type Results, type Verdict } from '../kit/report.ts';
 import { alternate, openRun, withDownstream, type OpenRun } from '../kit/runs.ts';
 import { median, ratio, sleep } from '../kit/stats.ts';
 import { QUICK, TIME, VARIANTS } from '../kit/workload.ts';
@@ -23,20 +23,11 @@ import { QUICK, TIME, VARIANTS } from '../kit/workload.ts';
 export const TARGETS = { p99Ms: 1000, unstampedP99OfFloor: 1.1, inTimeOfFloor: 0.9, stampedInTimeOfFloor: 1.0, recoveryMarginMs: 15 } as const;
 const SCHEDULE = QUICK ? { before: 1, burst: 2, grace: 2, recovered: 1 } : { before: 3, burst: 10, grace: 2, recovered: 3 };
 
-export interface Burst {
-  readonly rate: number;
-  readonly stamped: boolean;
-}
+export type Burst = { readonly rate: number; readonly stamped: boolean };
 
 export type BurstRun = OpenRun & Burst;
 
-export interface BurstsResults {
-  readonly date: string;
-  readonly quick: boolean;
-  readonly schedule: typeof SCHEDULE;
-  readonly runs: BurstRun[];
-  readonly problems: string[];
-}
+export type BurstsResults = Results<{ schedule: typeof SCHEDULE; runs: BurstRun[] }>;
 
 /** BURSTS: "20000,30000:stamped". */
 export function parseBursts(list: string): Burst[] {
@@ -129,10 +120,7 @@ export const burstsPhase: Phase<BurstsResults> = {
       const runs: BurstRun[] = [];
       for (const b of parseBursts(process.env.BURSTS ?? (QUICK ? '20000' : '20000,30000:stamped,30000'))) {
         for (const variant of alternate(VARIANTS, 0)) {
-          const run = { ...(await openRun(ctx, { variant, label: `${name(b)} ${variant}`, round: 0 }, schedule(b.rate), { stamp: b.stamped, closeAt: 3 })), ...b };
-          runs.push(run);
-          const s = seg(run, 'burst');
-          log(`  ${name(b)} ${variant.padEnd(7)} ${s.ok} ok, ${s.shed} × 503, p99 ${num(s.latencyMs?.p99, 0)} ms, in time ${num(s.inTimeGoodput, 0)}/s`);
+          runs.push({ ...(await openRun(ctx, { variant, label: `${name(b)} ${variant}`, round: 0 }, schedule(b.rate), { stamp: b.stamped, closeAt: 3 })), ...b });
           await sleep(300);
         }
       }

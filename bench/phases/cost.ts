@@ -12,7 +12,7 @@
  */
 import { startServer, type Variant } from '../kit/launcher.ts';
 import { cpuBetween, sampleProcess } from '../kit/proc.ts';
-import { generatorCaveat, judge, listSection, mib, num, table, threeWayTable, verdictTable, type Phase, type ThreeWay, type Verdict } from '../kit/report.ts';
+import { generatorCaveat, judge, listSection, mib, num, threeWayTable, verdictTable, type Phase, type Results, type ThreeWay, type Verdict } from '../kit/report.ts';
 import { alternate, closedRun, withDownstream, type ClosedRun } from '../kit/runs.ts';
 import { median, ratio, sleep } from '../kit/stats.ts';
 import { CLOSED_CONNECTIONS, QUICK, ROUNDS, sidecarEnv, VARIANTS } from '../kit/workload.ts';
@@ -20,15 +20,8 @@ import { CLOSED_CONNECTIONS, QUICK, ROUNDS, sidecarEnv, VARIANTS } from '../kit/
 export const TARGETS = { okPerSecondOfFloor: 0.85, shedShare: 0.01, p99OfFloor: 1.5, peakRssOfFloor: 1.2, idleCpuMsPerSecond: 2 } as const;
 const IDLE_S = QUICK ? 1 : 10;
 
-export interface CostResults {
-  readonly date: string;
-  readonly quick: boolean;
-  readonly connections: number;
-  readonly runs: ClosedRun[];
-  /** A ready sidecar with no traffic: CPU ms per second over IDLE_S. */
-  readonly idleCpuMsPerSecond: number | null;
-  readonly problems: string[];
-}
+/** idleCpuMsPerSecond: a ready sidecar with no traffic, CPU ms per second over IDLE_S. */
+export type CostResults = Results<{ connections: number; runs: ClosedRun[]; idleCpuMsPerSecond: number | null }>;
 
 const med = (r: CostResults, variant: Variant, pick: (run: ClosedRun) => number | null): number | null => median(r.runs.filter((run) => run.variant === variant).map(pick));
 const shed = (run: ClosedRun): number => run.closed.statusCodes['503'] ?? 0;
@@ -63,20 +56,15 @@ export function verdicts(r: CostResults): Verdict[] {
 }
 
 export function render(r: CostResults): string {
-  const row = (run: ClosedRun): string[] => {
-    const c = run.closed;
-    const codes = Object.entries(c.statusCodes).filter(([code]) => !code.startsWith('2')).map(([code, n]) => `${num(n, 0)} × ${code}`).join(', ');
-    return [run.variant, String(run.round + 1), num(c.okPerSecond, 0), `${num(c.latencyMs.p50, 0)} / ${num(c.latencyMs.p99, 0)}`, num(run.cpuUsPerRequest, 1), num(mib(run.server.peakRssBytes), 0), num(run.server.gc.all?.maxMs), `${num(run.generator.percent, 0)}%`, `${c.errors} / ${codes || '0'}`];
-  };
   const caveats = r.runs.map((run) => generatorCaveat(`${run.variant} round ${run.round + 1}`, null, run.generator.percent)).filter((c): c is string => c !== null);
+  const rounds = r.runs.map((run) => `${run.variant} round ${run.round + 1}: ${num(run.closed.okPerSecond, 0)} 2xx/s, ${Object.entries(run.closed.statusCodes).map(([code, n]) => `${num(n, 0)} × ${code}`).join(', ')}, ${run.closed.errors} errors, p99 ${num(run.closed.latencyMs.p99, 0)} ms, GC max ${num(run.server.gc.all?.maxMs)} ms, generator ${num(run.generator.percent, 0)}%`);
   return [
     `## Cost against the floor (closed loop, autocannon, ${r.connections} connections${r.quick ? '; BENCH_QUICK: a smoke run, not a measurement' : `; ${r.date}`})`,
     '',
     ...verdictTable(verdicts(r)),
     '',
     ...threeWayTable(costRows(r)),
-    '',
-    ...table(['variant', 'round', '2xx/s', 'p50 / p99 ms', 'server CPU µs/2xx', 'peak RSS MiB', 'GC max ms', 'generator CPU', 'errors / non-2xx'], r.runs.map(row)),
+    ...listSection('Round by round', rounds),
     ...listSection('Problems and caveats', [...caveats, ...r.problems]),
     '',
   ].join('\n');
@@ -92,9 +80,7 @@ export const cost: Phase<CostResults> = {
       const runs: ClosedRun[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         for (const variant of alternate(VARIANTS, round)) {
-          const run = await closedRun(ctx, { variant, round });
-          runs.push(run);
-          log(`  ${variant.padEnd(7)} ${num(run.closed.okPerSecond, 0)} 2xx/s, ${shed(run)} × 503, p99 ${num(run.closed.latencyMs.p99, 0)} ms, peak RSS ${num(mib(run.server.peakRssBytes), 0)} MiB`);
+          runs.push(await closedRun(ctx, { variant, round }));
           await sleep(300);
         }
       }

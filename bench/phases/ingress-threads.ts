@@ -5,12 +5,12 @@
  * batching staying global; added p99 at 5,000 req/s ≤ 15 ms in both modes,
  * the bare route run beside them each round.) The runs of the added-latency
  * and cost phases, the two modes alternated; CPU by thread, GC by isolate and
- * each thread's event-loop delay beside them, and the machine's busy CPU, so
- * that a round squeezed by other work shows as such.
+ * each thread's event-loop delay beside them, and the load average at each
+ * run's start, so that a round squeezed by other work shows as such.
  *
  * INGRESS_THREADS_RATE (default 5000), BENCH_ROUNDS, SIDECAR_ENV.
  */
-import { generatorCaveat, judge, listSection, num, table, verdictTable, type Phase, type Verdict } from '../kit/report.ts';
+import { generatorCaveat, judge, listSection, num, table, verdictTable, type Phase, type Results, type Verdict } from '../kit/report.ts';
 import { alternate, closedRun, openRun, steady, withDownstream, type ClosedRun, type Context, type OpenRun } from '../kit/runs.ts';
 import { median, ratio, sleep } from '../kit/stats.ts';
 import { DOWNSTREAM_HOLD_MS, QUICK, ROUNDS, sidecarEnv } from '../kit/workload.ts';
@@ -22,15 +22,7 @@ const RATE = Number(process.env.INGRESS_THREADS_RATE ?? 5000);
 export type OpenThreadsRun = OpenRun & { readonly threads: number | null };
 export type ClosedThreadsRun = ClosedRun & { readonly threads: number };
 
-export interface IngressThreadsResults {
-  readonly date: string;
-  readonly quick: boolean;
-  readonly rate: number;
-  readonly downstreamHoldMs: number;
-  readonly closed: ClosedThreadsRun[];
-  readonly open: OpenThreadsRun[];
-  readonly problems: string[];
-}
+export type IngressThreadsResults = Results<{ rate: number; downstreamHoldMs: number; closed: ClosedThreadsRun[]; open: OpenThreadsRun[] }>;
 
 const label = (threads: number | null): string => (threads === null ? 'bare' : `${threads} thread${threads === 1 ? '' : 's'}`);
 const p99 = (run: OpenThreadsRun | undefined): number | null => run?.segments[0]!.latencyMs?.p99 ?? null;
@@ -91,29 +83,20 @@ export function ingressThreadsVerdicts(r: IngressThreadsResults): Verdict[] {
   return out;
 }
 
-/** The machine's busy CPU over the window, and what of it was neither the server nor the generator (% of one core); null when unread. */
-export function othersPercent(run: OpenThreadsRun | ClosedThreadsRun): { busy: number; others: number } | null {
-  const { machineBusyCores: busy, cpuSeconds } = run.server;
-  const w = run.generator.windowSeconds;
-  if (busy === null || cpuSeconds === null || w <= 0) return null;
-  return { busy: 100 * busy, others: 100 * busy - (100 * cpuSeconds) / w - run.generator.percent };
-}
-
 function cells(run: OpenThreadsRun | ClosedThreadsRun): string[] {
   const w = run.generator.windowSeconds;
   const t = run.server.threadCpu;
   const pct = (s: number): string => num((100 * s) / w, 0);
   const g = run.server.gcByIsolate;
   const loops = [run.server.eventLoop, ...run.server.workerEventLoops].map((e) => (e === null ? 'n/a' : `${num(e.p99Ms)} / ${num(e.maxMs)}`)).join('; ');
-  const m = othersPercent(run);
   return [
     t === null || w <= 0 ? 'n/a' : `${pct(t.main)} / ${t.workers.map(pct).join(' + ') || '—'} / ${pct(t.other)}`, `${num(g.main.all?.maxMs)} / ${num(g.workers.all?.maxMs)}`, loops,
-    `${num(run.generator.percent, 0)}%`, m === null ? 'n/a' : `${num(m.busy, 0)}% / ${num(m.others, 0)}%`,
+    `${num(run.generator.percent, 0)}%`, num(run.loadAverage, 2),
   ];
 }
 
 export function renderIngressThreads(r: IngressThreadsResults): string {
-  const common = ['CPU % of a core: main / ingress / other', 'GC max ms: main / ingress', 'event-loop p99 / max ms: main; ingress', 'generator CPU', 'machine busy / others'];
+  const common = ['CPU % of a core: main / ingress / other', 'GC max ms: main / ingress', 'event-loop p99 / max ms: main; ingress', 'generator CPU', 'load average at its start'];
   const caveats = [
     ...r.closed.map((run) => generatorCaveat(`closed ${label(run.threads)} round ${run.round + 1}`, null, run.generator.percent)),
     ...r.open.map((run) => generatorCaveat(`open ${label(run.threads)} round ${run.round + 1}`, run.segments[0]!.sendLagMs?.p99, run.generator.percent)),
@@ -143,7 +126,6 @@ async function run(ctx: Context): Promise<IngressThreadsResults> {
   for (let round = 0; round < ROUNDS; round++) {
     for (const threads of closedOrder(round)) {
       closed.push({ ...(await closedRun(ctx, { variant: 'sidecar', env: env(threads), label: label(threads), round })), threads });
-      ctx.log(`  closed ${label(threads).padEnd(9)} ${num(closed.at(-1)!.closed.okPerSecond, 0)} 2xx/s`);
       await sleep(300);
     }
   }
@@ -151,7 +133,6 @@ async function run(ctx: Context): Promise<IngressThreadsResults> {
     for (const threads of openOrder(round)) {
       const spec = threads === null ? { variant: 'bare' as const, round } : { variant: 'sidecar' as const, env: env(threads), label: label(threads), round };
       open.push({ ...(await openRun(ctx, spec, steady(RATE))), threads });
-      ctx.log(`  open ${RATE}/s ${label(threads).padEnd(9)} p99 ${num(p99(open.at(-1)))} ms, mean batch ${num(open.at(-1)!.server.meanBatchSize, 2)}`);
       await sleep(300);
     }
   }

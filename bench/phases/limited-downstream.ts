@@ -17,11 +17,8 @@
  * (default defaults,hand-tuned; stamped, base), LIMITED_BASE_REF (bbe5175),
  * LIMITED_SECONDS (15). Quick: A3000 with defaults, about 2 s.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cpus, loadavg } from 'node:os';
+import { worktreeAt } from '../kit/launcher.ts';
 import { num, type Phase } from '../kit/report.ts';
 import { sleep } from '../kit/stats.ts';
 import { makeBodies, QUICK } from '../kit/workload.ts';
@@ -30,7 +27,6 @@ import { capacityOf, measureRun, type RunContext, type RunSpec } from './limited
 
 const CONNECTIONS = 2000;
 const TIME: RunContext['time'] = QUICK ? { warmup: 1, measure: 1, drop: 3, drain: 5 } : { warmup: 3, measure: Number(process.env.LIMITED_SECONDS ?? 15), drop: 20, drain: 12 };
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export const SHAPES: Readonly<Record<'A' | 'B' | 'C', Shape>> = {
   A: { name: 'A', workers: 4, latencyMs: 50, perItemMs: 0.5, queueLimit: 0 },
@@ -58,30 +54,9 @@ export function parseVariants(list: string): VariantName[] {
   return names as VariantName[];
 }
 
-/** A temporary git worktree at `ref` with this tree's node_modules linked in. */
-function worktreeAt(ref: string): { readonly main: string; readonly commit: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'sidecar-limited-base-'));
-  execFileSync('git', ['worktree', 'add', '--detach', '--force', dir, ref], { cwd: ROOT, stdio: 'ignore' });
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: dir, encoding: 'utf8' }).trim();
-  const remove = (): void => {
-    try {
-      execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: ROOT, stdio: 'ignore' });
-    } catch {
-      // `git worktree prune` forgets it
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { main: join(dir, 'src/main.ts'), commit, remove };
-}
-
 function logRun(log: (line: string) => void, run: LimitedRun): void {
-  for (const [i, s] of run.sides.entries()) {
-    const limit = s.limit === null ? 'n/a' : `${num(s.limit.min, 0)}..${num(s.limit.max, 0)}`;
-    log(`    ${run.variant.padEnd(10)}${run.sides.length > 1 ? ` #${i + 1}` : ''} ${num(s.goodput, 0)} 2xx/s, in time ${num(s.inTimeGoodput, 0)}/s, p99 2xx ${num(s.okLatencyMs?.p99, 0)} ms, 503 ${s.shed}, errors ${s.errorCount}, unanswered ${s.unfinished}, batch ${num(s.meanBatchSize)}, limit ${limit}`);
-  }
-  log(`      downstream ${num(run.downstream?.itemsPerSecond, 0)} items/s (${num(run.downstream?.capacityRatio, 2)}× capacity), queue wait p99 ${num(run.downstream?.queueWaitP99Ms)} ms`);
-  if (run.drop !== null) log(`      call limit follows the drop within ${num(run.drop.followsWithinS, 2)} s, recovers within ${num(run.drop.recoversWithinS, 2)} s`);
+  const sides = run.sides.map((s) => `${num(s.goodput, 0)} 2xx/s, p99 ${num(s.okLatencyMs?.p99, 0)} ms, ${s.shed} × 503, batch ${num(s.meanBatchSize)}, limit ${s.limit === null ? 'n/a' : `${s.limit.min}..${s.limit.max}`}`);
+  log(`    ${run.variant}: ${sides.join(' | ')}; downstream ${num(run.downstream?.capacityRatio, 2)}× capacity, queue wait p99 ${num(run.downstream?.queueWaitP99Ms)} ms`);
 }
 
 async function runLimited(log: (line: string) => void): Promise<LimitedResults> {

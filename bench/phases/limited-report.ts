@@ -10,32 +10,24 @@
 import type { Percentiles } from '../kit/stats.ts';
 import { listSection, NA, num, table, verdictCell, type Verdict } from '../kit/report.ts';
 
-/** A downstream with a limit: `workers` calls at once, each latencyMs + perItemMs × items. */
-export interface Shape {
-  readonly name: string;
-  readonly workers: number;
-  readonly latencyMs: number;
-  readonly perItemMs: number;
-  readonly queueLimit: number;
-}
+/** A downstream with a limit: `workers` calls at once, each latencyMs + perItemMs × items; queueLimit 0: an unbounded FIFO. */
+export type Shape = { readonly name: string } & { readonly [K in 'workers' | 'latencyMs' | 'perItemMs' | 'queueLimit']: number };
 
 /** defaults: no tuning variable; stamped: the same, the generator stamping x-request-start; hand-tuned: to the shape; base: an older commit. */
 export type VariantName = 'defaults' | 'stamped' | 'hand-tuned' | 'base';
 export type RunKind = 'steady' | 'drop' | 'two';
+export type LimitFigures = { readonly min: number; readonly mean: number; readonly max: number; readonly samples: number };
 
-export interface LimitFigures {
-  readonly min: number;
-  readonly mean: number;
-  readonly max: number;
-  readonly samples: number;
-}
-
-/** One sidecar over the measured window: its generator's figures, its /metrics and /proc. */
+/**
+ * One sidecar over the measured window, from its generator, /metrics and
+ * /proc. goodput: 2xx to the window's requests per second, okShare: of those
+ * due; neverWritten: requests of the whole schedule never written to a socket;
+ * limit: sidecar_downstream_concurrency_limit every 250 ms (null: no such gauge).
+ */
 export interface SideFigures {
   readonly offered: number;
   readonly requests: number;
   readonly ok: number;
-  /** 2xx answers to the window's requests per second, and their share of the requests due. */
   readonly goodput: number;
   readonly okShare: number;
   readonly inTimeGoodput: number;
@@ -49,7 +41,6 @@ export interface SideFigures {
   readonly errors: Record<string, number>;
   readonly errorCount: number;
   readonly unfinished: number;
-  /** Over the whole schedule: requests due that the generator never wrote to a socket. */
   readonly neverWritten: number;
   readonly sendLagP99Ms: number | null;
   readonly meanBatchSize: number | null;
@@ -57,36 +48,27 @@ export interface SideFigures {
   readonly outcomes: Record<string, number> | null;
   readonly sidecarCpuPercent: number | null;
   readonly generatorCpuPercent: number;
-  /** sidecar_downstream_concurrency_limit every 250 ms; null where the gauge is absent. */
   readonly limit: LimitFigures | null;
   readonly problems: string[];
 }
 
 /** The downstream's GET /stats over the window; capacity: full batches of 100 on every worker. */
-export interface DownstreamFigures {
-  readonly batches: number | null;
-  readonly items: number | null;
-  readonly itemsPerSecond: number | null;
-  readonly callsPerSecond: number | null;
-  readonly capacity: number;
-  readonly capacityRatio: number | null;
-  readonly queueWaitP50Ms: number | null;
-  readonly queueWaitP99Ms: number | null;
-  readonly queueWaitMaxMs: number | null;
-  readonly holdP99Ms: number | null;
-  readonly refused: number | null;
-  readonly meanBatchSize: number | null;
-}
+export type DownstreamFigures = { readonly capacity: number; readonly capacityRatio: number | null } & {
+  readonly [K in 'batches' | 'items' | 'itemsPerSecond' | 'callsPerSecond' | 'queueWaitP50Ms' | 'queueWaitP99Ms' | 'queueWaitMaxMs' | 'holdP99Ms' | 'refused' | 'meanBatchSize']: number | null;
+};
 
+/**
+ * A capacity drop: planned and answered times of the two POST /control
+ * calls (s after the window opened), the call limit over time, when it
+ * followed (≤ droppedWorkers + 1) and recovered (≥ the workers), by second.
+ */
 export interface DropFigures {
   readonly dropAtS: number;
   readonly restoreAtS: number;
   readonly droppedWorkers: number;
-  /** When the POST /control calls were answered, s after the window opened. */
   readonly droppedAtS: number | null;
   readonly restoredAtS: number | null;
   readonly series: { readonly t: number; readonly limit: number }[];
-  /** First sample after the drop with the limit ≤ droppedWorkers + 1, less dropAtS; after the restore ≥ the workers, less restoreAtS. */
   readonly followsWithinS: number | null;
   readonly recoversWithinS: number | null;
   readonly perSecond: { readonly t: number; readonly sent: number; readonly ok: number; readonly shed: number; readonly other: number }[];
@@ -124,21 +106,15 @@ export interface LimitedResults {
 
 export type LimitedVerdict = Verdict & { readonly run: string };
 
+/**
+ * Under capacity: the share answered 200, the p99 of the 2xx in full-batch
+ * call times, the queue wait p99; over it: 2xx/s of the capacity (A: 3,400 of
+ * 4,000), the p99 in call times (A: 1.5 s), the queue wait p99; the drop;
+ * two sidecars (the share: calls of the one with fewer / the one with more).
+ */
 export const TARGETS = {
-  /** Under capacity: share answered 200, p99 of the 2xx in full-batch call times, queue wait p99. */
-  underOkShare: 0.95,
-  underP99Calls: 3,
-  underQueueWaitMs: 50,
-  /** Over capacity: 2xx/s of the capacity (A: 3,400 of 4,000), p99 in call times (A: 1.5 s), queue wait p99. */
-  overGoodputOfCapacity: 0.85,
-  overP99Calls: 15,
-  overQueueWaitMs: 100,
-  dropFollowsS: 2,
-  dropRecoversS: 5,
-  twoQueueWaitMs: 100,
-  twoGoodputOfSingle: 0.9,
-  /** Calls of the sidecar with fewer / the one with more. */
-  twoShareRatio: 0.75,
+  ...{ underOkShare: 0.95, underP99Calls: 3, underQueueWaitMs: 50, overGoodputOfCapacity: 0.85, overP99Calls: 15, overQueueWaitMs: 100 },
+  ...{ dropFollowsS: 2, dropRecoversS: 5, twoQueueWaitMs: 100, twoGoodputOfSingle: 0.9, twoShareRatio: 0.75 },
 } as const;
 
 const pct = (part: number, whole: number, digits = 1): string => (whole > 0 ? `${num((100 * part) / whole, digits)}%` : NA);

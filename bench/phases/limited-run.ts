@@ -12,27 +12,20 @@ import { maxItemsPerSecond } from '../../sim/legacy-downstream.ts';
 import type { DownstreamStats } from '../../sim/legacy-downstream.ts';
 import { runGenerator, type OpenResult } from '../kit/generator.ts';
 import { startDownstream, startServer, type Child } from '../kit/launcher.ts';
-import { scrape, sum } from '../kit/metrics.ts';
+import { scrape, sum } from '../../sim/scrape.ts';
 import { Window } from '../kit/window.ts';
 import type { DownstreamFigures, DropFigures, LimitedRun, LimitFigures, RunKind, Shape, SideFigures, VariantName } from './limited-report.ts';
 
 export const LIMIT_GAUGE = 'sidecar_downstream_concurrency_limit';
 
-export interface RunSpec {
-  /** As LIMITED_SHAPES names it: A3000, B800, C, drop, two, ... */
-  readonly key: string;
-  readonly kind: RunKind;
-  readonly shape: Shape;
-  /** Offered rate per sidecar (req/s). */
-  readonly rate: number;
-  readonly sidecars: number;
-}
+/** A run as LIMITED_SHAPES names it (A3000, B800, C, drop, two): its shape, the rate offered to each of its sidecars. */
+export type RunSpec = { readonly key: string; readonly kind: RunKind; readonly shape: Shape; readonly rate: number; readonly sidecars: number };
 
+/** What every run shares; baseMain: the base variant's src/main.ts (in a git worktree), null when it does not run. */
 export interface RunContext {
   readonly bodies: readonly string[];
   readonly connections: number;
   readonly time: { readonly warmup: number; readonly measure: number; readonly drop: number; readonly drain: number };
-  /** The base variant's src/main.ts (in a git worktree); null when it does not run. */
   readonly baseMain: string | null;
   readonly problems: string[];
 }
@@ -94,13 +87,7 @@ export function dropPlan(shape: Shape, seconds: number): { dropAtS: number; rest
   return { dropAtS: (seconds * 7) / 20, restoreAtS: (seconds * 12) / 20, droppedWorkers: Math.max(1, Math.min(shape.workers - 1, Math.floor(shape.workers / 2))) };
 }
 
-interface Side {
-  readonly sidecar: Child;
-  readonly window: Window;
-  sampler: LimitSampler | null;
-  t0: number;
-  t1: number;
-}
+type Side = { readonly sidecar: Child; readonly window: Window; sampler: LimitSampler | null; t0: number; t1: number };
 
 async function sideFigures(side: Side, result: OpenResult, rate: number): Promise<SideFigures> {
   const m = result.segments.find((s) => s.label === 'measure')!;

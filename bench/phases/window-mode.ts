@@ -9,7 +9,7 @@
  * added p99. Window: the mean over the shards of sidecar_batch_window_seconds
  * at the last send. Calls per 1,000 requests pool every round.
  */
-import { judge, listSection, num, table, verdictTable, type Phase, type Verdict } from '../kit/report.ts';
+import { judge, listSection, num, table, verdictTable, type Phase, type Results, type Verdict } from '../kit/report.ts';
 import { alternate, openRun, steady, withDownstream, type Context, type OpenRun } from '../kit/runs.ts';
 import { median, sleep } from '../kit/stats.ts';
 import { DOWNSTREAM_HOLD_MS, QUICK, ROUNDS, sidecarEnv } from '../kit/workload.ts';
@@ -21,12 +21,7 @@ export const TARGETS = { latencyGainAt1000Ms: 5, bottleneckExtraCalls: 0 } as co
 
 export type WindowRun = OpenRun & { readonly scenario: string; readonly rate: number; readonly mode: (typeof MODES)[number] | null; readonly latencyMs: number };
 
-export interface WindowModeResults {
-  readonly date: string;
-  readonly quick: boolean;
-  readonly runs: WindowRun[];
-  readonly problems: string[];
-}
+export type WindowModeResults = Results<{ runs: WindowRun[] }>;
 
 const of = (r: WindowModeResults, scenario: string, rate: number, mode: WindowRun['mode']): WindowRun[] => r.runs.filter((x) => x.scenario === scenario && x.rate === rate && x.mode === mode);
 const p99 = (run: WindowRun): number | null => run.segments[0]!.latencyMs?.p99 ?? null;
@@ -77,7 +72,6 @@ async function scenario(ctx: Context, s: typeof ROOM | typeof BOTTLENECK, runs: 
       for (const mode of alternate(MODES, round)) {
         const env = sidecarEnv(ctx.downstream.url, { BATCH_WINDOW_MODE: mode, BATCH_MIN_WAIT_MS: '1', MAX_INFLIGHT_BATCHES: String(s.maxInflight) });
         runs.push({ ...(await openRun(ctx, { variant: 'sidecar', env, label: `${s.scenario} ${rate}/s ${mode}`, round }, steady(rate))), scenario: s.scenario, rate, mode, latencyMs: s.latencyMs });
-        ctx.log(`  ${s.scenario} ${rate}/s ${mode.padEnd(8)} p99 ${num(p99(runs.at(-1)!))} ms, calls/1000 ${num(runs.at(-1)!.server.callsPer1000)}, window ${num(runs.at(-1)!.server.batchWindowMs)} ms`);
         await sleep(300);
       }
     }

@@ -4,7 +4,6 @@ import {
   closedOrder,
   ingressThreadsVerdicts,
   openOrder,
-  othersPercent,
   renderIngressThreads,
   summarise,
   type ClosedThreadsRun,
@@ -20,7 +19,6 @@ const server = (meanBatchSize: number | null) => ({
   eventLoop: null,
   workerEventLoops: [],
   threadCpu: null,
-  machineBusyCores: null,
   overhead: null,
   meanBatchSize,
 });
@@ -94,16 +92,5 @@ describe('ingress threads: round by round', () => {
     expect(rounds[0]!.addedP99).toEqual([{ threads: 1, ms: 70 - 51 - 40 }, { threads: 2, ms: 66 - 51 - 40 }]);
     expect(rounds[1]!.addedP99).toEqual([{ threads: 1, ms: 80 - 50 - 2 }, { threads: 2, ms: 66 - 51 - 2 }]);
     expect(renderIngressThreads(r)).toContain('- round 2: closed-loop 2xx/s ratio 1.50×');
-  });
-});
-
-describe('ingress threads: the machine beside the run', () => {
-  it('is the machine busy CPU less the sidecar and the generator, in % of a core', () => {
-    const run = closed(2, 0, 10_000);
-    const sampled = { ...run, server: { ...run.server, cpuSeconds: 12, machineBusyCores: 1.9 } } as ClosedThreadsRun;
-    // 10 s window: sidecar 120 %, generator 30 %, machine 190 %: 40 % was someone else's.
-    expect(othersPercent(sampled)).toEqual({ busy: 190, others: 40 });
-    expect(othersPercent(run)).toBeNull();
-    expect(renderIngressThreads(results([sampled], []))).toContain('| 190% / 40% |');
   });
 });

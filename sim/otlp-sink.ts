@@ -1,8 +1,8 @@
 /**
- * A stand-in for Jaeger's OTLP/HTTP receiver in the benchmark: accepts what
- * the sidecar's exporter POSTs (any protocol), counts it and throws it away, so
- * the tracing-on throughput run pays the real cost of building, serialising and
- * sending spans.
+ * A stand-in for Jaeger's OTLP/HTTP receiver (bench/compare.ts, TRACING=1 or
+ * ab): accepts what the sidecar's exporter POSTs (any protocol), counts it and
+ * throws it away, so a run with tracing on pays the real cost of building,
+ * serialising and sending spans.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
