@@ -18,7 +18,7 @@ export const CLOSED_CONNECTIONS = 4000;
 export const GENERATORS = Math.max(1, Number(process.env.BENCH_GENERATORS ?? 1));
 
 /** Seconds: warm-up and measured window of an open-loop run, of a closed-loop run, and the drain after the last send. */
-export const TIME = QUICK ? { warmup: 1, measure: 2, closedWarmup: 0.5, closed: 2, drain: 5 } : { warmup: 3, measure: 10, closedWarmup: 2, closed: 10, drain: 10 };
+export const TIME = QUICK ? { warmup: 0.5, measure: 1, closedWarmup: 0.5, closed: 1, drain: 3 } : { warmup: 3, measure: 10, closedWarmup: 2, closed: 10, drain: 10 };
 
 /** The servers compared, alternated round by round; BENCH_FLOOR=0 leaves the floor out. */
 export const VARIANTS: readonly Variant[] = process.env.BENCH_FLOOR === '0' ? ['bare', 'sidecar'] : ['bare', 'floor', 'sidecar'];

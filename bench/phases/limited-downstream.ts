@@ -26,7 +26,7 @@ import { limitedVerdicts, renderLimited, type LimitedResults, type LimitedRun, t
 import { capacityOf, measureRun, type RunContext, type RunSpec } from './limited-run.ts';
 
 const CONNECTIONS = 2000;
-const TIME: RunContext['time'] = QUICK ? { warmup: 1, measure: 1, drop: 3, drain: 5 } : { warmup: 3, measure: Number(process.env.LIMITED_SECONDS ?? 15), drop: 20, drain: 12 };
+const TIME: RunContext['time'] = QUICK ? { warmup: 0.5, measure: 1, drop: 3, drain: 3 } : { warmup: 3, measure: Number(process.env.LIMITED_SECONDS ?? 15), drop: 20, drain: 12 };
 
 export const SHAPES: Readonly<Record<'A' | 'B' | 'C', Shape>> = {
   A: { name: 'A', workers: 4, latencyMs: 50, perItemMs: 0.5, queueLimit: 0 },
