@@ -5,7 +5,8 @@
  * downstream calls than fixed mode.) BATCH_WINDOW_MODE fixed and adaptive
  * alternated round by round at 1,000, 5,000 and 10,000 req/s on a 50 ms
  * downstream with room (MAX_INFLIGHT_BATCHES=32), and at 1,000 req/s on a
- * 200 ms downstream with 18 slots a shard; the bare route at each rate for
+ * 200 ms downstream with 18 slots a shard (DOWNSTREAM_CONCURRENCY=fixed: the
+ * slots of ADR 0016, not the learned limit); the bare route at each rate for
  * added p99. Window: the mean over the shards of sidecar_batch_window_seconds
  * at the last send. Calls per 1,000 requests pool every round.
  */
@@ -70,7 +71,7 @@ async function scenario(ctx: Context, s: typeof ROOM | typeof BOTTLENECK, runs: 
   for (const rate of QUICK ? s.rates.slice(0, 1) : s.rates) {
     for (let round = 0; round < ROUNDS; round++) {
       for (const mode of alternate(MODES, round)) {
-        const env = sidecarEnv(ctx.downstream.url, { BATCH_WINDOW_MODE: mode, BATCH_MIN_WAIT_MS: '1', MAX_INFLIGHT_BATCHES: String(s.maxInflight) });
+        const env = sidecarEnv(ctx.downstream.url, { BATCH_WINDOW_MODE: mode, BATCH_MIN_WAIT_MS: '1', MAX_INFLIGHT_BATCHES: String(s.maxInflight), DOWNSTREAM_CONCURRENCY: 'fixed' });
         runs.push({ ...(await openRun(ctx, { variant: 'sidecar', env, label: `${s.scenario} ${rate}/s ${mode}`, round }, steady(rate))), scenario: s.scenario, rate, mode, latencyMs: s.latencyMs });
         await sleep(300);
       }
