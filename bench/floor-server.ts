@@ -1,25 +1,16 @@
 /**
- * The floor: the least a batching route can do with the parts the design fixes
- * (Fastify for HTTP, undici for the downstream, SHARD_COUNT shards by
- * murmurhash3, a window from each batch's first item, a size trigger). Each
- * request's body bytes and reply wait in its shard's open batch; the batch
- * leaves as one POST when the window ends or it holds BATCH_MAX_SIZE items,
- * and each caller gets its own result (`{"echo": <item>}` from the simulated
- * downstream) with `x-batch-id` and `x-shard`; any failure of the call answers
- * the whole batch 502.
+ * The floor: the least batching route the fixed design allows (Fastify,
+ * SHARD_COUNT shards by murmurhash3, a window from each batch's first item, a
+ * size trigger, one undici POST per batch). Each caller gets its own result
+ * with `x-batch-id` and `x-shard`; a failed call answers the whole batch 502.
+ * Nothing else: no xstate, deadlines, admission control, metrics, traces,
+ * drain or in-flight limit. The bench runs it beside the bare route and the
+ * sidecar: floor / bare is what the design itself costs, sidecar / floor what
+ * the sidecar's own code adds (ADR 0011; what it found: ADR 0013).
  *
- * Nothing else: no xstate, no deadlines, no admission control, no metrics, no
- * traces, no drain, no validation beyond JSON.parse, no in-flight limit. It is
- * a benchmark baseline, not a service: bench/hot-path.ts runs it beside the
- * bare route and the sidecar, so that the cost of the design itself (holding
- * every answer for the window plus the downstream, one downstream call per
- * batch) is told apart from the cost of the sidecar's own code (ADR 0011; what it
- * found: ADR 0013).
- *
- * Run alone: `DOWNSTREAM_URL=http://127.0.0.1:PORT/batch node
- * bench/floor-server.ts` (PORT, default 0; HOST, default 127.0.0.1;
- * SHARD_COUNT 4, BATCH_MAX_WAIT_MS 10, BATCH_MAX_SIZE 100 as in SPEC §6).
- * Prints one JSON line `{"msg":"floor ready","port":N}`.
+ * Run alone: `DOWNSTREAM_URL=http://127.0.0.1:PORT/batch npx node bench/floor-server.ts`
+ * (PORT 0, HOST 127.0.0.1, SHARD_COUNT 4, BATCH_MAX_WAIT_MS 10, BATCH_MAX_SIZE
+ * 100). Prints one JSON line `{"msg":"floor ready","port":N}`.
  */
 import Fastify, { type FastifyReply } from 'fastify';
 import { Pool, type Dispatcher } from 'undici';

@@ -4,7 +4,7 @@
  * DEMO_LATENCY_MS + DEMO_PER_ITEM_MS per item; 4 × (50 ms + 0.5 ms/item) by
  * default: at most 4,000 items/s in full batches of 100), the sidecar in front
  * of it in its default configuration, and a load generator in its own process
- * (bench/generator.ts, open loop: each request sent at its scheduled time,
+ * (bench/kit/generator.ts, open loop: each request sent at its scheduled time,
  * latency counted from that time), in three phases after a 1 s warm-up:
  *
  *   1. steady: below the downstream's capacity (DEMO_RATE, 1,000 req/s, for
@@ -34,11 +34,11 @@
  * DEMO_JITTER_MS (0), DEMO_QUEUE_LIMIT (0: an unbounded FIFO), the DEMO_* above
  * (DEMO_BURST_RATE and DEMO_BURST_S are the surge's former names), any sidecar
  * variable (SHARD_COUNT, BATCH_MAX_SIZE, ...), and SIDECAR_ENV (a JSON object of
- * any other sidecar variables, as for bench/hot-path.ts).
+ * any other sidecar variables, as for the bench).
  */
-import { makeBodies, extraSidecarEnv } from '../bench/hot-path.ts';
-import { runGenerator, type GeneratorEvent } from '../bench/generator-process.ts';
-import type { Segment } from '../bench/segment-loop.ts';
+import { extraSidecarEnv, makeBodies } from '../bench/kit/workload.ts';
+import { runGenerator, type GeneratorEvent } from '../bench/kit/generator.ts';
+import type { Segment } from '../bench/kit/open-loop.ts';
 import { LegacyDownstream, maxItemsPerSecond } from '../sim/legacy-downstream.ts';
 import { startSidecar } from '../sim/sidecar-process.ts';
 import { Live, type PhaseView } from './live.ts';
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     }
   };
   const result = await stopper.step(
-    runGenerator({ mode: 'open', origin: sidecar.url, connections, segments, bodies: makeBodies(64), drainS: 15, stamp }, onEvent, { signal: stopper.generator.signal }),
+    runGenerator({ mode: 'open', origin: sidecar.url, connections, segments, bodies: makeBodies(64), drainS: 15, stamp }, onEvent, stopper.generator.signal),
   );
   live.close();
 

@@ -6,7 +6,7 @@
  * the downstream's own figures over the phase (its stats(), then resets them)
  * and a scrape of the sidecar's /metrics (for the overhead histogram).
  */
-import { scrape, sum, type Scrape } from '../bench/metrics.ts';
+import { scrape, sum, type Scrape } from '../sim/scrape.ts';
 import type { DownstreamStats, LegacyDownstream } from '../sim/legacy-downstream.ts';
 
 export const LIMIT_GAUGE = 'sidecar_downstream_concurrency_limit';

@@ -4,8 +4,8 @@
  * sizes, the downstream's items/s against its maximum and its own queue wait,
  * the sidecar's call limit, its overhead, and a line per second.
  */
-import { histogram, histogramDelta, quantile, type Scrape } from '../bench/metrics.ts';
-import type { SecondResult, SegmentResult } from '../bench/segment-loop.ts';
+import { histogram, histogramDelta, quantile, type Scrape } from '../sim/scrape.ts';
+import type { SecondResult, SegmentResult } from '../bench/kit/open-loop.ts';
 import { LIMIT_GAUGE, perSecond, type PhaseView } from './live.ts';
 
 export const TARGET_MS = 15;

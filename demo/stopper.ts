@@ -114,7 +114,7 @@ export class Stopper {
     if (now - this.firstSignalAt < DUPLICATE_WINDOW_MS) return;
     process.stdout.write(`${signal} again: killing at once\n`);
     this.sidecar?.child.kill('SIGKILL');
-    // sim/sidecar-process.ts and bench/generator-process.ts SIGKILL their children on 'exit' too.
+    // sim/sidecar-process.ts and bench/kit/generator.ts SIGKILL their children on 'exit' too.
     process.exit(130);
   }
 }

@@ -1,9 +1,8 @@
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { shardForKey } from '../../src/actors/routing.ts';
-import { killAll, startFloor, type Child } from '../../bench/children.ts';
-import { floorRows } from '../../bench/hot-path-report.ts';
-import type { HotPathResults } from '../../bench/hot-path.ts';
+import { killAll, startServer, type Child } from '../../bench/kit/launcher.ts';
+import { floorRows, type AddedLatencyResults } from '../../bench/phases/added-latency.ts';
 import { LegacyDownstream } from '../../sim/legacy-downstream.ts';
 
 describe('bench/floor-server.ts, the least batching route', () => {
@@ -29,7 +28,7 @@ describe('bench/floor-server.ts, the least batching route', () => {
   it('answers each caller its own result, one downstream call per shard and window', async () => {
     downstream = await LegacyDownstream.start({ latencyMs: 5, record: true });
     // A window long enough for all eight to arrive on a busy machine (new connections to a fresh process).
-    floor = await startFloor({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '1000' });
+    floor = await startServer('floor', { DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '2', BATCH_MAX_WAIT_MS: '1000' });
     const items = Array.from({ length: 8 }, (_, i) => ({ key: `user-${i}`, n: i }));
     const answers = await Promise.all(items.map((item) => post(floor!.url, item)));
     answers.forEach((answer, i) => {
@@ -45,26 +44,33 @@ describe('bench/floor-server.ts, the least batching route', () => {
 
   it('answers the whole batch 502 when the downstream fails it', async () => {
     downstream = await LegacyDownstream.start({ latencyMs: 5, behaviour: 'status-500' });
-    floor = await startFloor({ DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '1', BATCH_MAX_WAIT_MS: '5' });
+    floor = await startServer('floor', { DOWNSTREAM_URL: downstream.url, SHARD_COUNT: '1', BATCH_MAX_WAIT_MS: '5' });
     const answers = await Promise.all([post(floor.url, { key: 'a' }), post(floor.url, { key: 'b' })]);
     expect(answers.map((answer) => answer.statusCode)).toEqual([502, 502]);
   });
 });
 
-describe('floorRows (bench/hot-path-report.ts)', () => {
-  const open = (variant: string, cpuUsPerRequest: number, p99: number) => ({ variant, rate: 5000, cpuUsPerRequest, measured: { latencyMs: { p99 } } });
-  const results = (latency: unknown[]) => ({ latency, closed: [], burst: [], connections: { closed: 4000 } }) as unknown as HotPathResults;
+describe('floorRows (bench/phases/added-latency.ts)', () => {
+  // 10 s at 5,000 req/s: CPU seconds × 20 = µs per request.
+  const open = (variant: string, cpuUsPerRequest: number, p99: number, callsPer1000: number | null = null) => ({
+    variant,
+    rate: 5000,
+    segments: [{ rate: 5000, seconds: 10, latencyMs: { p99 } }],
+    server: { cpuSeconds: cpuUsPerRequest / 20, callsPer1000 },
+  });
+  const results = (runs: unknown[]) => ({ runs }) as unknown as AddedLatencyResults;
 
-  it('gives each variant its median over rounds', () => {
+  it('gives each variant its median over rounds: CPU per request, client p99, downstream calls', () => {
     const rows = floorRows(
-      results([open('bare', 30, 2), open('bare', 32, 4), open('floor', 50, 63), open('floor', 54, 65), open('sidecar', 60, 64), open('sidecar', 64, 66)]),
+      results([open('bare', 30, 2), open('bare', 32, 4), open('floor', 50, 63, 80), open('floor', 54, 65, 80), open('sidecar', 60, 64, 78), open('sidecar', 64, 66, 80)]),
     );
-    expect(rows.map((row) => row.figure)).toEqual(['server CPU µs per request at 5,000 req/s', 'client p99 ms at 5,000 req/s']);
+    expect(rows.map((row) => row.figure)).toEqual(['server CPU µs per request at 5,000 req/s', 'client p99 ms at 5,000 req/s', 'downstream calls per 1,000 requests at 5,000 req/s']);
     expect(rows[0]).toMatchObject({ bare: 31, floor: 52, sidecar: 62 });
     expect(rows[1]).toMatchObject({ bare: 3, floor: 64, sidecar: 65 });
+    expect(rows[2]).toMatchObject({ bare: null, floor: 80, sidecar: 79 });
   });
 
-  it('is empty when the floor did not run', () => {
-    expect(floorRows(results([open('bare', 30, 2), open('sidecar', 60, 64)]))).toEqual([]);
+  it('has no floor figures when the floor did not run', () => {
+    expect(floorRows(results([open('bare', 30, 2), open('sidecar', 60, 64)])).every((row) => row.floor === null)).toBe(true);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sampleThreads, threadCpuBetween } from '../../bench/proc.ts';
+import { sampleThreads, threadCpuBetween } from '../../bench/kit/proc.ts';
 
 describe('per-thread CPU', () => {
   it('splits the main thread, each worker thread in tid order, and the rest', () => {
