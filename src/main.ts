@@ -51,12 +51,13 @@ const admission = new Admission({
   header: config.requestStartHeader,
   requestTimeoutMs: config.requestTimeoutMs,
   maxEdgeWaitMs: config.admissionMaxEdgeWaitMs,
+  queueBudgetMs: config.maxQueueWaitMs,
 });
 telemetry.observeAdmission(admission);
 telemetry.observeLifecycle(() => lifecycle.phase);
 
 const sink: ItemSink =
-  threads === null ? createReplySink(createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming })) : threads.sink;
+  threads === null ? createReplySink(createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming, onServed: admission.servedListener })) : threads.sink;
 const batcher = new Batcher({
   config,
   downstream,

@@ -51,6 +51,8 @@ export interface AdmissionOptions {
   readonly requestTimeoutMs: number;
   /** ADMISSION_MAX_EDGE_WAIT_MS: the edge wait a standing backlog may reach; 0 turns the refusals off (504s stay). */
   readonly maxEdgeWaitMs: number;
+  /** MAX_QUEUE_WAIT_MS: an old request is admitted while its edge wait plus the recent time in the sidecar fit in it. */
+  readonly queueBudgetMs?: number;
   /** Epoch ms (the stamp's clock); tests pass their own. */
   readonly now?: () => number;
 }
@@ -60,6 +62,8 @@ export type Judgement = 'admit' | 'expired' | 'refuse';
 
 /** CoDel's interval: the minimum edge wait over this long says whether a backlog stands. */
 export const INTERVAL_MS = 100;
+/** Each answer moves the recent time in the sidecar this share of the way (about the last 64 answers). */
+const SERVED_WEIGHT = 1 / 64;
 
 /** A prepared answer in the Fastify error shape every other answer uses. */
 function prepared(error: SidecarError): { readonly body: Buffer; readonly length: string } {
@@ -78,15 +82,19 @@ export class Admission {
   private readonly header: string | null;
   private readonly requestTimeoutMs: number;
   private readonly maxEdgeWaitMs: number;
+  private readonly queueBudgetMs: number;
+  /** How long recent answers spent in the sidecar, ms (a moving average over answers). */
+  private servedMs = 0;
   private readonly now: () => number;
   private intervalEnd = Number.NEGATIVE_INFINITY;
   private intervalMin = Infinity;
   private overloadedSince = 0;
 
-  constructor({ header, requestTimeoutMs, maxEdgeWaitMs, now = Date.now }: AdmissionOptions) {
+  constructor({ header, requestTimeoutMs, maxEdgeWaitMs, queueBudgetMs = 0, now = Date.now }: AdmissionOptions) {
     this.header = header === null || header === '' ? null : header.toLowerCase();
     this.requestTimeoutMs = requestTimeoutMs;
     this.maxEdgeWaitMs = maxEdgeWaitMs;
+    this.queueBudgetMs = queueBudgetMs;
     this.now = now;
   }
 
@@ -110,7 +118,28 @@ export class Admission {
     }
     if (edgeMs < this.intervalMin) this.intervalMin = edgeMs;
     if (edgeMs >= timeoutMs) return 'expired';
-    return this.standing && edgeMs > this.maxEdgeWaitMs ? 'refuse' : 'admit';
+    return this.standing && edgeMs > this.oldestAdmittedMs ? 'refuse' : 'admit';
+  }
+
+  /**
+   * While a backlog stands, the edge wait past which a request is refused:
+   * ADMISSION_MAX_EDGE_WAIT_MS, or more while the sidecar answers quickly,
+   * as long as the edge wait plus the recent time in the sidecar fit in
+   * MAX_QUEUE_WAIT_MS. A request that can still be answered within the queue
+   * budget is served, not refused.
+   */
+  get oldestAdmittedMs(): number {
+    return Math.max(this.maxEdgeWaitMs, this.queueBudgetMs - this.servedMs);
+  }
+
+  /** An answer after `ms` in the sidecar (from its arrival to its answer): the recent time in the sidecar moves towards it. */
+  served(ms: number): void {
+    this.servedMs += (ms - this.servedMs) * SERVED_WEIGHT;
+  }
+
+  /** `served` for the answer path; none while stamps are ignored (nothing is judged, so nothing per answer). */
+  get servedListener(): ((ms: number) => void) | undefined {
+    return this.header === null ? undefined : (ms) => this.served(ms);
   }
 
   /**

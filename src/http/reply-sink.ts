@@ -58,6 +58,8 @@ function batchTiming(batch: Batch, downstreamMs: number): string {
 export interface ReplySinkOptions {
   /** SERVER_TIMING: answer `server-timing` on answers whose batch was sent. */
   readonly serverTiming: boolean;
+  /** Told each answer's time in the sidecar, once its call has ended (admission control's recent time in the sidecar). */
+  readonly onServed?: (ms: number) => void;
 }
 
 /** Writes answers to POST /process from the figures of an item's batch. */
@@ -76,7 +78,7 @@ export interface Answers {
   error(reply: FastifyReply, error: SidecarError, batchId: string | null, shard: number, timing: string | null): void;
 }
 
-export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTiming }: ReplySinkOptions = { serverTiming: true }): Answers {
+export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTiming, onServed }: ReplySinkOptions = { serverTiming: true }): Answers {
   return {
     serverTiming,
     /**
@@ -90,7 +92,10 @@ export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTi
      */
     timing(reply, queueMs, downstreamMs, ended, shared) {
       const elapsed = reply.elapsedTime;
-      if (ended) metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
+      if (ended) {
+        metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
+        onServed?.(elapsed);
+      }
       if (!serverTiming) return null;
       const timing = `queue;dur=${ms(queueMs)}${shared}${ms(elapsed - downstreamMs)}`;
       const edge = reply.request.edgeWaitMs;

@@ -52,9 +52,10 @@ const admission = new Admission({
   header: config.requestStartHeader,
   requestTimeoutMs: config.requestTimeoutMs,
   maxEdgeWaitMs: config.admissionMaxEdgeWaitMs,
+  queueBudgetMs: config.maxQueueWaitMs,
 });
 const metrics = new Metrics({ batchMaxSize: config.batchMaxSize, admission: () => admission, processMetrics: false });
-const answers = createAnswers(lifecycle, metrics, { serverTiming: config.serverTiming });
+const answers = createAnswers(lifecycle, metrics, { serverTiming: config.serverTiming, onServed: admission.servedListener });
 const calls = new Calls();
 
 /** The replies waiting for their answers, by slot; freed slots are reused. */

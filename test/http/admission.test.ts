@@ -87,6 +87,18 @@ describe('Admission (edge-wait CoDel)', () => {
     expect(idle.judge(800, 10_000, NOW + 10 * INTERVAL_MS)).toBe('admit');
   });
 
+  it('while a backlog stands, admits an old request that still fits MAX_QUEUE_WAIT_MS with the recent time in the sidecar', () => {
+    const admission = new Clocked({ header: 'x-request-start', requestTimeoutMs: 10_000, maxEdgeWaitMs: 500, queueBudgetMs: 1_000, now: () => clock });
+    for (let i = 0; i < 500; i++) admission.served(100); // answered in 100 ms
+    for (let t = 0; t <= INTERVAL_MS; t += 10) admission.judge(800, 10_000, NOW + t);
+    expect(admission.overloaded).toBe(true);
+    expect(admission.judge(850, 10_000, NOW + INTERVAL_MS + 20)).toBe('admit'); // 850 + 100 fit in 1,000
+    expect(admission.judge(950, 10_000, NOW + INTERVAL_MS + 30)).toBe('refuse');
+    for (let i = 0; i < 500; i++) admission.served(900); // the sidecar itself is slow now
+    expect(admission.oldestAdmittedMs).toBe(500); // never below ADMISSION_MAX_EDGE_WAIT_MS
+    expect(admission.judge(600, 10_000, NOW + INTERVAL_MS + 40)).toBe('refuse');
+  });
+
   it('with ADMISSION_MAX_EDGE_WAIT_MS=0 refuses nothing by age, and with no header judges nothing', () => {
     const off = make(0);
     for (let t = 0; t <= 3 * INTERVAL_MS; t += 10) expect(off.judge(5_000, 10_000, NOW + t)).toBe('admit');
