@@ -121,7 +121,7 @@ export const VARIABLES: readonly Variable[] = [
   {
     name: 'ADMISSION_MAX_EDGE_WAIT_MS',
     fallback: '500',
-    meaning: 'admission control: while edge waits stand above this, requests that waited longer get 503 (0 = off)',
+    meaning: 'admission control: while edge waits stand above this, requests that waited longer, and too long to be answered within MAX_QUEUE_WAIT_MS, get 503 (0 = off)',
   },
   {
     name: 'INGRESS_THREADS',
