@@ -218,25 +218,24 @@ describe('CallLimit', () => {
     expect(law.limit).toBe(32);
   });
 
-  it('gives a busy loop more tolerance, and still finds the knee of a limited downstream while it waits on it', () => {
-    const random = seeded(11);
-    const busy = new CallLimit({ max: 32, initial: 1, batchMaxSize: 100, random });
-    busy.onSample(50, 100, 0);
+  it('judges a busy loop below saturation as usual: a downstream of 8 workers is held at 9 calls or fewer while the loop runs 70 % busy', () => {
+    const law = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100, random: seeded(11) });
+    law.onSample(100, 100, 0);
     let t = 1;
-    for (let round = 0; round < 100; round++) {
-      const calls = busy.limit;
-      const latency = 50 * (1.2 + 0.1 * random()); // 1.2-1.3x at any limit, the loop 70 % busy
+    const trace: number[] = [];
+    while (t < 20_000) {
+      const calls = law.limit;
+      const latency = 100 * Math.max(1, calls / 8);
       for (let i = 0; i < calls; i++) {
-        busy.onHeld();
-        busy.onSample(latency, 100, t + latency, calls, 0.7);
+        law.onHeld();
+        law.onSample(latency, 100, t + latency, calls, 0.7);
       }
       t += latency;
+      if (t > 3_000) trace.push(law.limit);
     }
-    expect(busy.limit).toBe(32);
-    const waiting = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100 });
-    waiting.onSample(100, 100, 0);
-    const trace = simulate(waiting, { seconds: 20, workers: () => 4, start: 1 });
-    expect(trace.filter((step) => step.t > 3_000).every((step) => step.limit <= 5)).toBe(true);
+    // W + 1 reads 12.5 % slow, under the tolerance (a known limit of the law); rare probes go to 11.
+    expect(trace.filter((limit) => limit <= 9).length / trace.length).toBeGreaterThan(0.9);
+    expect(Math.max(...trace)).toBeLessThanOrEqual(11);
   });
 
   it('never stays cut at one call for slowness one call cannot cause', () => {
