@@ -37,9 +37,7 @@ export class DeadlineTimer {
 
   /** A sweep starts now (from the timer or called directly): the timer is spent. */
   sweeping(now: number): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    this.at = Infinity;
+    this.stop();
     this.lastSweep = now;
   }
 
