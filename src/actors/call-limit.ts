@@ -61,6 +61,14 @@
  *   saturated  the round's calls were out while this thread's loop was
  *              SATURATED_LOOP busy or more: no round reads as queueing, and
  *              a held round grows the limit by half at once, knee or not.
+ *              Such a round is not judged, so its level is not one that ran
+ *              clean (the ceiling, below): a limit that grew past the knee
+ *              while the loop was saturated (compiling at start-up, say) is
+ *              cut as a failed probe is, by Little's law at the first calm
+ *              rounds that queue, and the knee is probed again only after
+ *              KNEE_PROBE_MS. Counted as clean, a start-up that took the
+ *              limit to 27 against 8 workers set a ceiling whose half (13)
+ *              no cut could go below: the limit stayed at 10, queueing.
  *   held       no queueing, and a batch waited for a call slot during the
  *              round (the limit held work back): probe higher once `probeAt`
  *              has passed, by one call; below the ceiling (after a cut) by
@@ -339,8 +347,8 @@ export class CallLimit {
       }
     } else {
       this.strikes = 0;
-      // A saturated round counts too: a level that served a saturated loop is cut by halves at most once the loop calms.
-      if (this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
+      // A saturated round was not judged: the level it ran at did not run clean, and may be far above the knee.
+      if (!saturated && this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
       if (this.probing) {
         // A probe ran clean: the next one may follow at once.
         this.backoffMs = 0;

@@ -218,6 +218,29 @@ describe('CallLimit', () => {
     expect(law.limit).toBe(32);
   });
 
+  it('after a start-up that saturated its loop, finds the knee once the loop calms, and probes it no more than any knee', () => {
+    // A downstream of 8 workers; for its first second the loop runs saturated (compiling, say) and the limit grows past 8 unjudged.
+    const law = new CallLimit({ max: 32, initial: 8, batchMaxSize: 100, random: seeded(12) });
+    law.onSample(100, 100, 0);
+    let t = 1;
+    const trace: { t: number; limit: number }[] = [];
+    while (t < 20_000) {
+      const calls = law.limit;
+      const latency = 100 * Math.max(1, calls / 8);
+      const busy = t < 1_000 ? 1 : 0.3;
+      for (let i = 0; i < calls; i++) {
+        law.onHeld();
+        law.onSample(latency, 100, t + latency, calls, busy);
+      }
+      t += latency;
+      trace.push({ t, limit: law.limit });
+    }
+    expect(Math.max(...trace.filter((step) => step.t < 1_500).map((step) => step.limit))).toBeGreaterThan(10);
+    // Calmed: back at the knee within a second, and above it only for a knee's rare probes (not a dropped capacity's, every 0.25-2 s).
+    const calm = trace.filter((step) => step.t > 2_500);
+    expect(calm.filter((step) => step.limit > 9).length / calm.length).toBeLessThan(0.1);
+  });
+
   it('judges a busy loop below saturation as usual: a downstream of 8 workers is held at 9 calls or fewer while the loop runs 70 % busy', () => {
     const law = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100, random: seeded(11) });
     law.onSample(100, 100, 0);
