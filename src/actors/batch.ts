@@ -58,8 +58,12 @@ export class Batch {
   /** Items not yet settled (a deadline or shutdown may settle some early). */
   live = 0;
   trigger: Trigger = 'time';
-  /** Set while the batch is in flight; aborted once no item waits for the answer. */
-  abort: AbortController | null = null;
+  /**
+   * Set when the batch is sent: its shard's call signal, aborted only when the
+   * shard gives up every call it has in flight (ShardQueue.rejectAll). Null
+   * while the batch waits.
+   */
+  signal: AbortSignal | null = null;
   /** The downstream call has ended: settling the items now needs no abort. */
   answered = false;
   /** Duration of the downstream call, set when it has ended (0 before). */

@@ -74,7 +74,7 @@ async function sendAndSettle(
       body: batch.encode(),
       count: items.length,
       deadline: batch.latestDeadline(),
-      signal: (batch.abort as AbortController).signal,
+      signal: batch.signal as AbortSignal,
       headers,
     });
     batch.downstreamMs = answer.durationMs;

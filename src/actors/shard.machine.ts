@@ -83,7 +83,7 @@ export const shardMachine = setup({
     },
     dispatchReady: ({ context }) => {
       const { queue, downstream, observer, policy } = context;
-      const gate = queue.callGate;
+      const gate = queue.gate;
       while (queue.waitingSince !== Infinity && gate.tryAcquire(queue)) {
         const batch = queue.takeReady();
         if (batch === undefined) {
