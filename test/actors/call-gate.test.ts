@@ -154,13 +154,14 @@ describe('call gate', () => {
     expect(adaptive.tryAcquire(member)).toBe(false);
     // Slow start: the limit is still growing, so the pace measured so far understates it.
     expect(adaptive.pacesWaits(member, 1_000)).toBe(false);
-    // Calls that queue in the downstream end slow start (a baseline of 50 ms, then rounds at 3x).
+    // Calls that queue in the downstream end slow start (a baseline of 50 ms, then a downstream of one worker).
     adaptive.release(member, 50, 100, 'sample', 1_000);
     let t = 1_000;
     for (let round = 0; round < 8; round++) {
       while (adaptive.tryAcquire(member));
       const inflight = adaptive.limit;
-      for (let i = 0; i < inflight; i++) adaptive.release(member, 150, 100, 'sample', (t += 150 / inflight));
+      const latency = 50 * inflight;
+      for (let i = 0; i < inflight; i++) adaptive.release(member, latency, 100, 'sample', (t += latency / inflight));
     }
     while (adaptive.tryAcquire(member));
     expect(adaptive.pacesWaits(member, t)).toBe(true);

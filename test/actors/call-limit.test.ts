@@ -261,6 +261,27 @@ describe('CallLimit', () => {
     expect(Math.max(...trace)).toBeLessThanOrEqual(11);
   });
 
+  it('cuts at most half the limit at once while its loop is busy, and undoes cuts that did not help', () => {
+    // A closed loop against a downstream with room: the loop runs 65 % busy and reads every answer 4-5x late, at any limit.
+    const random = seeded(13);
+    const law = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100, random });
+    law.onSample(50, 100, 0);
+    let t = 1;
+    const seen: number[] = [];
+    for (let round = 0; round < 40; round++) {
+      const calls = law.limit;
+      const latency = 50 * (4 + random());
+      for (let i = 0; i < calls; i++) {
+        law.onHeld();
+        law.onSample(latency, 100, t + latency, calls, 0.65);
+      }
+      t += latency;
+      seen.push(law.limit);
+    }
+    expect(Math.min(...seen)).toBeGreaterThanOrEqual(8); // 32, 16, 8: Little's law alone would have cut 32 to 7, then to 1
+    expect(seen.indexOf(32, seen.indexOf(8))).toBeGreaterThan(0); // and back: two cuts did not make the calls faster
+  });
+
   it('never stays cut at one call for slowness one call cannot cause', () => {
     const law = new CallLimit({ max: 32, initial: 1, batchMaxSize: 100, random: seeded(3) });
     law.onSample(50, 100, 0);
