@@ -15,15 +15,8 @@
  * sidecar processes in front of one downstream both back off (a count of our
  * own calls would not see the other's).
  *
- * Baseline. The service time depends on the batch: a call of 100 items may
- * cost twice one of 5. The sizes 1..BATCH_MAX_SIZE fall into SIZE_BUCKETS
- * ranges, each with the minimum latency of the last 5-10 s (two slots of
- * BASELINE_SLOT_MS: a downstream that got slower for good is learned again
- * within 10 s). A bucket's baseline is the lowest of its minimum, every larger
- * bucket's, and every smaller bucket's scaled up by the sizes (a smaller batch
- * never costs more, nor a bigger one more per item): a bucket first seen while
- * calls queued would otherwise keep a queued latency. A call's ratio is its
- * latency over its bucket's baseline.
+ * Baseline. A call's ratio is its latency over what calls of its size took
+ * without queueing lately (latency-baselines.ts).
  *
  * Rounds. A round ends when as many calls as the limit have come back (about
  * one latency); its ratio is their mean. After each change of the limit, one
@@ -102,6 +95,7 @@
  * A call that timed out, or that the downstream refused with 503/429 (its own
  * queue is full), is a drop: the estimate falls by a quarter at once.
  */
+import { BASELINE_SLOT_MS, LatencyBaselines } from './latency-baselines.ts';
 
 /** How far a round's ratio may stand above the floor before calls are taken to have queued. */
 export const TOLERANCE = 0.15;
@@ -111,10 +105,6 @@ export const TOLERANCE = 0.15;
  * from the first call on (no clean round yet) still reads as queueing.
  */
 export const MAX_FLOOR = 1.1;
-/** Sizes 1..BATCH_MAX_SIZE fall into this many equal ranges, each with its own baseline. */
-export const SIZE_BUCKETS = 16;
-/** Baselines and the floor are the minimum over the current slot and the one before. */
-export const BASELINE_SLOT_MS = 5_000;
 /** The ceiling is the best clean level over the current slot and the one before. */
 export const CEILING_SLOT_MS = 15_000;
 export const PROBE_BACKOFF_MIN_MS = 250;
@@ -181,14 +171,11 @@ export class CallLimit {
   readonly max: number;
   /** The learned limit with its fraction (1..max); the limit in force is it rounded. */
   private estimate: number;
-  private readonly bucketWidth: number;
   /** A call of at least this many items is full (90 % of BATCH_MAX_SIZE). */
   private readonly fullItems: number;
   private readonly random: () => number;
   private readonly onChange: ((change: LimitChange) => void) | undefined;
-  private readonly current = new Float64Array(SIZE_BUCKETS).fill(Infinity);
-  private readonly previous = new Float64Array(SIZE_BUCKETS).fill(Infinity);
-  private slotStart = Number.NEGATIVE_INFINITY;
+  private readonly baselines: LatencyBaselines;
   /** The lowest round ratio in the current slot and the one before. */
   private floorCurrent = Infinity;
   private floorPrevious = Infinity;
@@ -230,7 +217,7 @@ export class CallLimit {
     this.onChange = onChange;
     this.max = Math.max(1, max);
     this.estimate = Math.min(this.max, Math.max(1, Math.round(initial)));
-    this.bucketWidth = Math.max(1, batchMaxSize) / SIZE_BUCKETS;
+    this.baselines = new LatencyBaselines(batchMaxSize);
     this.fullItems = Math.max(1, Math.floor(batchMaxSize * 0.9));
   }
 
@@ -251,20 +238,16 @@ export class CallLimit {
 
   /** A call of `items` items answered after `latencyMs`, at `now` (monotonic ms), with `inflight` calls in flight (itself included). */
   onSample(latencyMs: number, items: number, now: number, inflight = this.limit, busy = 0): void {
-    if (now - this.slotStart >= BASELINE_SLOT_MS) {
-      this.previous.set(this.current);
-      this.current.fill(Infinity);
+    if (this.baselines.roll(now)) {
       this.floorPrevious = this.floorCurrent;
       this.floorCurrent = Infinity;
-      this.slotStart = now;
     }
-    const bucket = Math.min(SIZE_BUCKETS - 1, Math.floor((items - 1) / this.bucketWidth));
-    if (latencyMs < this.current[bucket]) this.current[bucket] = latencyMs;
+    const bucket = this.baselines.record(latencyMs, items);
     if (this.unjudged > 0) {
       this.unjudged--;
       return;
     }
-    const best = this.baseline(bucket);
+    const best = this.baselines.of(bucket);
     this.ratioSum += best > 0 ? latencyMs / best : 1;
     this.inflightSum += inflight;
     this.busySum += busy;
@@ -281,25 +264,6 @@ export class CallLimit {
     if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: 'drop', ratio: 1, floor: 1, busy: 0 });
     this.startRound();
     this.unjudged = this.limit;
-  }
-
-  /**
-   * The best recent latency for calls of `bucket`'s sizes: its own minimum,
-   * a larger bucket's if lower, or a smaller bucket's scaled up by the sizes
-   * if lower still. A call costs a part per call and a part per item, so its
-   * latency per item never rises with its size: a bucket first seen while
-   * calls already queued (a capacity drop makes batches grow into sizes never
-   * sent before) is bounded by what smaller batches took when they did not.
-   */
-  private baseline(bucket: number): number {
-    let best = Infinity;
-    for (let b = 0; b < SIZE_BUCKETS; b++) {
-      const seen = Math.min(this.current[b], this.previous[b]);
-      // Bucket mids are proportional to index + 0.5 (equal widths from size 1).
-      const bound = b >= bucket ? seen : (seen * (bucket + 0.5)) / (b + 0.5);
-      if (bound < best) best = bound;
-    }
-    return best;
   }
 
   private endRound(now: number): void {
