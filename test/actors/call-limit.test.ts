@@ -282,6 +282,30 @@ describe('CallLimit', () => {
     expect(seen.indexOf(32, seen.indexOf(8))).toBeGreaterThan(0); // and back: two cuts did not make the calls faster
   });
 
+  it('leaves one or two calls once the slowness they read is the machine\'s: every call 2x, whatever the concurrency', () => {
+    // The closed loop on the 2-core bench box: the generator starves the machine, and a downstream that holds each
+    // call 50 ms reads 100 ms at one call and at two alike.
+    const random = seeded(14);
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random });
+    law.onSample(50, 100, 0);
+    let t = 1;
+    const seen: number[] = [];
+    for (let round = 0; round < 60; round++) {
+      const calls = law.limit;
+      const latency = 100 * (0.97 + 0.06 * random());
+      const busy = 0.3;
+      for (let i = 0; i < calls; i++) {
+        law.onHeld();
+        law.onSample(latency, 100, t + latency, calls, busy);
+      }
+      t += latency;
+      seen.push(law.limit);
+    }
+    // Two cuts did not help (the second to one call): back to 4, where 2x is the floor for 5 s.
+    const low = seen.slice(10).filter((limit) => limit <= 2).length;
+    expect(low / seen.slice(10).length).toBeLessThan(0.2);
+  });
+
   it('never stays cut at one call for slowness one call cannot cause', () => {
     const law = new CallLimit({ max: 32, initial: 1, batchMaxSize: 100, random: seeded(3) });
     law.onSample(50, 100, 0);
