@@ -143,13 +143,9 @@ export const SATURATED_LOOP = 0.8;
  */
 export const BUSY_LOOP = 0.5;
 /**
- * One call in flight that reads this many times the floor after a cut counts
- * as a cut that did not help (not ours, above). It cannot queue behind our own
- * calls: a closed loop on the 2-core bench box, where the generator starved
- * the machine, read 2.0x at one call and at two alike, and the limit swung
- * between them for seconds, refusing thousands. A client with a small share
- * of a downstream shared with another reads its queue at one call too, but
- * 1.25-1.3x in the law's test of two clients; counted, they held more calls queued.
+ * One call in flight that reads this many times the floor after a cut counts as a cut that did not
+ * help (not ours, above): it cannot queue behind our own calls (a starved machine read 2x at one call
+ * and at two alike). A small share of a downstream shared with another client reads 1.25-1.3x (ADR 0018).
  */
 export const LONE_CALL_SLOW = 1.5;
 /** A drop keeps this share of the limit. */
