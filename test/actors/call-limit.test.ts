@@ -9,13 +9,15 @@ import { CallLimit, KNEE_PROBE_MS, KNEE_PROBE_PARTIAL_MS } from '../../src/actor
  */
 function simulate(
   law: CallLimit,
-  { seconds, workers, serviceMs = (items: number) => 50 + 0.5 * items, items = 100, held = true, start = 0 }: {
+  { seconds, workers, serviceMs = (items: number) => 50 + 0.5 * items, items = 100, held = true, start = 0, busy = () => 0 }: {
     seconds: number;
     workers: (t: number) => number;
     serviceMs?: (items: number) => number;
     items?: number;
     held?: boolean;
     start?: number;
+    /** How busy this thread's loop was while the round's calls were out (0..1). */
+    busy?: (t: number) => number;
   },
 ): { t: number; limit: number }[] {
   const trace: { t: number; limit: number }[] = [];
@@ -25,7 +27,7 @@ function simulate(
     const latency = serviceMs(items) * Math.max(1, calls / workers(t));
     for (let i = 0; i < calls; i++) {
       if (held) law.onHeld();
-      law.onSample(latency, items, t + latency);
+      law.onSample(latency, items, t + latency, calls, busy(t));
     }
     t += latency;
     trace.push({ t, limit: law.limit });
@@ -222,19 +224,7 @@ describe('CallLimit', () => {
     // A downstream of 8 workers; for its first second the loop runs saturated (compiling, say) and the limit grows past 8 unjudged.
     const law = new CallLimit({ max: 32, initial: 8, batchMaxSize: 100, random: seeded(12) });
     law.onSample(100, 100, 0);
-    let t = 1;
-    const trace: { t: number; limit: number }[] = [];
-    while (t < 20_000) {
-      const calls = law.limit;
-      const latency = 100 * Math.max(1, calls / 8);
-      const busy = t < 1_000 ? 1 : 0.3;
-      for (let i = 0; i < calls; i++) {
-        law.onHeld();
-        law.onSample(latency, 100, t + latency, calls, busy);
-      }
-      t += latency;
-      trace.push({ t, limit: law.limit });
-    }
+    const trace = simulate(law, { seconds: 20, workers: () => 8, serviceMs: () => 100, start: 1, busy: (t) => (t < 1_000 ? 1 : 0.3) });
     expect(Math.max(...trace.filter((step) => step.t < 1_500).map((step) => step.limit))).toBeGreaterThan(10);
     // Calmed: back at the knee within a second, and above it only for a knee's rare probes (not a dropped capacity's, every 0.25-2 s).
     const calm = trace.filter((step) => step.t > 2_500);
@@ -266,18 +256,7 @@ describe('CallLimit', () => {
     const random = seeded(13);
     const law = new CallLimit({ max: 32, initial: 32, batchMaxSize: 100, random });
     law.onSample(50, 100, 0);
-    let t = 1;
-    const seen: number[] = [];
-    for (let round = 0; round < 40; round++) {
-      const calls = law.limit;
-      const latency = 50 * (4 + random());
-      for (let i = 0; i < calls; i++) {
-        law.onHeld();
-        law.onSample(latency, 100, t + latency, calls, 0.65);
-      }
-      t += latency;
-      seen.push(law.limit);
-    }
+    const seen = simulate(law, { seconds: 9, workers: () => Infinity, serviceMs: () => 50 * (4 + random()), start: 1, busy: () => 0.65 }).map((step) => step.limit);
     expect(Math.min(...seen)).toBeGreaterThanOrEqual(8); // 32, 16, 8: Little's law alone would have cut 32 to 7, then to 1
     expect(seen.indexOf(32, seen.indexOf(8))).toBeGreaterThan(0); // and back: two cuts did not make the calls faster
   });
@@ -288,22 +267,11 @@ describe('CallLimit', () => {
     const random = seeded(14);
     const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random });
     law.onSample(50, 100, 0);
-    let t = 1;
-    const seen: number[] = [];
-    for (let round = 0; round < 60; round++) {
-      const calls = law.limit;
-      const latency = 100 * (0.97 + 0.06 * random());
-      const busy = 0.3;
-      for (let i = 0; i < calls; i++) {
-        law.onHeld();
-        law.onSample(latency, 100, t + latency, calls, busy);
-      }
-      t += latency;
-      seen.push(law.limit);
-    }
+    const seen = simulate(law, { seconds: 6, workers: () => Infinity, serviceMs: () => 100 * (0.97 + 0.06 * random()), start: 1, busy: () => 0.3 })
+      .map((step) => step.limit)
+      .slice(10);
     // Two cuts did not help (the second to one call): back to 4, where 2x is the floor for 5 s.
-    const low = seen.slice(10).filter((limit) => limit <= 2).length;
-    expect(low / seen.slice(10).length).toBeLessThan(0.2);
+    expect(seen.filter((limit) => limit <= 2).length / seen.length).toBeLessThan(0.2);
   });
 
   it('never stays cut at one call for slowness one call cannot cause', () => {
