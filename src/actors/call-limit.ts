@@ -29,32 +29,25 @@
  *              calls in flight (Little's law: C / (C / W) = W; the limit
  *              itself says nothing when it was not reached), but not below
  *              half the ceiling (below), nor, while the loop was BUSY_LOOP
- *              busy or more, below half the limit.
- *              A level above the ceiling (a probe) must queue PROBE_STRIKES
- *              rounds running, a level that ran clean lately
- *              CLEAN_LEVEL_STRIKES. Slow rounds happen without any queue of ours: a
- *              busy machine, a GC pause, the downstream's own hiccup. Seen on
- *              this 2-core bench box while it shed a backlog (rounds 1.2-1.8x
- *              slow even at one call in flight: a law that believed each one
- *              cut the limit from 4 to 1 in two seconds) and at 10,000 req/s
- *              against a downstream with room (rounds up to 1.34x, now and
- *              then two in a row), while a standing queue of ours reads slow
- *              every round.
+ *              busy or more, below half the limit. A level above the
+ *              ceiling (a probe) must queue PROBE_STRIKES rounds running, a
+ *              level that ran clean lately CLEAN_LEVEL_STRIKES: slow rounds
+ *              happen without any queue of ours (a busy machine, a GC pause,
+ *              the downstream's own hiccup), a standing queue of ours reads
+ *              slow every round.
  *   not ours   two cuts in a row, and the first round judged after the
  *              second still reads no better (not 10 % below the first cut's
- *              ratio; a cut to one call counts when that call alone reads
- *              LONE_CALL_SLOW; saturated rounds are not judged and wait):
- *              by Little's law cutting our own queue shortens every
- *              call, so this slowness is not ours (a busy machine, a
- *              downstream slow for other reasons). The limit goes back to
- *              where it was before those cuts, so does the time it last
- *              queued (slow start goes on if it was on), and that ratio is
- *              the floor for BASELINE_SLOT_MS. Two cuts, not one: a second client of the
- *              downstream cuts too, a round or two later, and only both cuts
- *              together shorten the calls. Seen on this 2-core box at 10,000
- *              req/s against a downstream with room (its own process slowed by
- *              the others): rounds 1.2-1.4x at any limit, and a law without
- *              this check went from 15 to 6 and held every batch.
+ *              ratio; saturated rounds are not judged and wait), the last
+ *              while this machine's own slowness shows: the loop was
+ *              BUSY_LOOP busy, or a cut to one call still reads LONE_CALL_SLOW. By Little's law
+ *              cutting our own queue shortens every call, so this slowness
+ *              is the machine's. The limit goes back to where it was before
+ *              those cuts, so does the time it last queued (slow start goes
+ *              on if it was on), and that ratio is the floor for
+ *              BASELINE_SLOT_MS, during which the limit does not probe.
+ *              Without that sign the cuts stand: a downstream slower for
+ *              other reasons (another client among them) is one to back off
+ *              from, down to half the ceiling.
  *   saturated  the round's calls were out while this thread's loop was
  *              SATURATED_LOOP busy or more: no round reads as queueing, and
  *              a held round grows the limit by half at once, knee or not.
@@ -63,9 +56,7 @@
  *              while the loop was saturated (compiling at start-up, say) is
  *              cut as a failed probe is, by Little's law at the first calm
  *              rounds that queue, and the knee is probed again only after
- *              KNEE_PROBE_MS. Counted as clean, a start-up that took the
- *              limit to 27 against 8 workers set a ceiling whose half (13)
- *              no cut could go below: the limit stayed at 10, queueing.
+ *              KNEE_PROBE_MS.
  *   held       no queueing, and a batch waited for a call slot during the
  *              round (the limit held work back): probe higher once `probeAt`
  *              has passed, by one call; below the ceiling (after a cut) by
@@ -89,10 +80,15 @@
  * Waits are jittered (×0.5..1) so clients that backed off together do not
  * probe together.
  *
- * The limit enforced is the estimate rounded, at least 1. The estimate keeps
- * its fraction so that two clients sharing a downstream converge to equal
- * shares: both add the same steps, and each decrease divides both by the
- * same ratio, which shrinks the gap between them (as AIMD does).
+ * Sharing. The limit enforced is the estimate rounded, at least 1. The
+ * estimate keeps its fraction so that two clients sharing a downstream
+ * converge to equal shares: both add the same steps, and each decrease
+ * divides both by the same ratio (as AIMD does). A client held at one call
+ * refuses most, and cannot cut: its backoff does not grow there, and a lone
+ * call that reads slow (it waits behind the other client's calls) makes the
+ * next probe due at PROBE_BACKOFF_MIN_MS, knee or not. A cut to one call is
+ * a knee only when Little's law says so (LONE_SHARE); one whose calls read
+ * clean is probed as any knee.
  *
  * A call that timed out, or that the downstream refused with 503/429 (its own
  * queue is full), is a drop: the estimate falls by a quarter at once.
@@ -123,31 +119,23 @@ export const PROBE_STRIKES = 2;
 export const CLEAN_LEVEL_STRIKES = 3;
 /**
  * How busy this thread's event loop was while the round's calls were out
- * (0..1) changes what their latency says. A busy loop reads every answer
- * late: against a downstream with room, rounds read 1.2-1.35x at 0.6-0.94
- * (10,000 req/s on the 2-core bench box) and 2-24x at 1.0 (a closed loop of
- * 4,000 connections), while a loop that waits on a limited downstream reads
- * 0.2-0.4. From SATURATED_LOOP on the latency is not judged at all: the
- * sidecar is the bottleneck, and a cut would only make the limit a second
- * one. Below it the latency is judged as usual: a tolerance that grew with
- * the load let a downstream of 8 workers run at 12-15 calls (queue wait p99
- * 110 ms) for rounds that read 1.2x at 0.77, and the check for cuts that do
- * not help (below) already undoes those a busy machine causes.
+ * (0..1) changes what their latency says: a busy loop reads every answer late
+ * (1.2-1.35x at 0.6-0.94 against a downstream with room, 2-24x at 1.0; ADR
+ * 0018). From SATURATED_LOOP on the latency is not judged at all: the sidecar
+ * is the bottleneck, and a cut would only make the limit a second one. Below
+ * it the latency is judged as usual, and the check for cuts that do not help
+ * (not ours, above) undoes those a busy machine causes.
  */
 export const SATURATED_LOOP = 0.8;
-/**
- * From this busy on (0..1, as SATURATED_LOOP), a cut takes at most half the
- * limit: in a closed loop of 4,000 connections against a downstream that held
- * every call 50 ms, rounds read 4-5x at 0.6-0.7 busy, and Little's law cut 32
- * calls to 5, where the next rounds read as slow again.
- */
+/** From this busy on (0..1, as SATURATED_LOOP) a cut takes at most half the limit (rounds read 4-5x at 0.6-0.7: ADR 0018). */
 export const BUSY_LOOP = 0.5;
-/**
- * One call in flight that reads this many times the floor after a cut counts as a cut that did not
- * help (not ours, above): it cannot queue behind our own calls (a starved machine read 2x at one call
- * and at two alike). A small share of a downstream shared with another client reads 1.25-1.3x (ADR 0018).
- */
+/** One call that reads this many times the floor after a cut counts as a cut that did not help (not ours, above). */
 export const LONE_CALL_SLOW = 1.5;
+/**
+ * A cut to one call while Little's law puts our share at this many calls or more is not a knee of one call
+ * (sharing, above): the next probe comes as after a capacity drop. On one worker two calls read 2x: about 1.
+ */
+export const LONE_SHARE = 1.2;
 /** A drop keeps this share of the limit. */
 const DROP_KEEP = 0.75;
 
@@ -295,11 +283,11 @@ export class CallLimit {
     // A saturated round is not judged: a cut waits for the first round that is.
     if (this.cutPending && !saturated) {
       this.cutPending = false;
-      // Two cuts, and the calls no faster: this slowness is not our queue. A cut to one call counts when that
-      // call alone reads LONE_CALL_SLOW (it cannot queue behind our own calls).
+      // Two cuts, and the calls no faster, the last while this machine's slowness shows (a busy loop, or one
+      // call that reads LONE_CALL_SLOW: it cannot queue behind our own calls): this slowness is not our queue.
       const lone = concurrency <= 1 && ratio > floor * LONE_CALL_SLOW;
       const fruitless = (queued || lone) && ratio > this.firstCutRatio * 0.9;
-      if (fruitless && ++this.fruitlessCuts >= 2) {
+      if (fruitless && ++this.fruitlessCuts >= 2 && (lone || busy >= BUSY_LOOP)) {
         this.undoCuts(ratio, now);
         if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: 'not-ours', ratio, floor, busy });
         return;
@@ -326,6 +314,10 @@ export class CallLimit {
       }
     } else {
       this.strikes = 0;
+      // One call that reads slow waits behind another client's calls: probe soon (sharing, above).
+      if (slow && !saturated && this.limit <= 1) {
+        this.probeAt = this.partialProbeAt = Math.min(this.probeAt, now + PROBE_BACKOFF_MIN_MS * (0.5 + 0.5 * this.random()));
+      }
       // A saturated round was not judged: the level it ran at did not run clean, and may be far above the knee.
       if (!saturated && this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
       if (this.probing) {
@@ -335,8 +327,9 @@ export class CallLimit {
       }
       this.probing = false;
       const due = this.fullCalls * 2 >= this.samples ? this.probeAt : this.partialProbeAt;
-      // Saturated and held: the limit is a second bottleneck, whatever a knee said before.
-      if (this.held && (now >= due || saturated) && this.estimate < this.max) {
+      // Saturated and held: the limit is a second bottleneck, whatever a knee said before. On a floor raised by
+      // cuts that did not help it holds: growing there would queue the downstream's other clients off it.
+      if (this.held && ((now >= due && now >= this.noiseUntil) || saturated) && this.estimate < this.max) {
         const ceilingNow = Math.max(this.ceilingCurrent, this.ceilingPrevious);
         const step = saturated
           ? Math.max(1, Math.floor(this.estimate / 2))
@@ -371,20 +364,25 @@ export class CallLimit {
 
   private lower(to: number, now: number): void {
     const level = this.limit;
+    const estimate = Math.max(1, Math.min(to, this.estimate));
     this.strikes = 0;
     this.lastQueued = now;
     this.probing = false;
     const jitter = 0.5 + 0.5 * this.random();
-    if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious)) {
+    // One call where Little's law says more is a share of the downstream rounded down, not a knee (sharing, above).
+    const roundedShare = Math.round(estimate) <= 1 && estimate >= LONE_SHARE;
+    if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious) && !roundedShare) {
       // Above the best level that ran clean lately: the knee. Probing it again soon would only queue calls.
       this.probeAt = now + KNEE_PROBE_MS * jitter;
       this.partialProbeAt = now + KNEE_PROBE_PARTIAL_MS * jitter;
     } else {
-      // A level that ran clean lately queues now: the capacity dropped, and may come back.
-      this.backoffMs = Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
+      // A level that ran clean lately queues now: the capacity dropped, and may come back. At one call the
+      // backoff does not grow (sharing, above).
+      const doubled = Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
+      this.backoffMs = Math.round(estimate) <= 1 ? PROBE_BACKOFF_MIN_MS : doubled;
       this.probeAt = this.partialProbeAt = now + this.backoffMs * jitter;
     }
-    this.estimate = Math.max(1, Math.min(to, this.estimate));
+    this.estimate = estimate;
   }
 
   private startRound(): void {
