@@ -37,17 +37,18 @@
  *              slow every round.
  *   not ours   two cuts in a row, and the first round judged after the
  *              second still reads no better (not 10 % below the first cut's
- *              ratio; saturated rounds are not judged and wait), the last
- *              while this machine's own slowness shows: the loop was
- *              BUSY_LOOP busy, or a cut to one call still reads LONE_CALL_SLOW. By Little's law
- *              cutting our own queue shortens every call, so this slowness
- *              is the machine's. The limit goes back to where it was before
- *              those cuts, so does the time it last queued (slow start goes
- *              on if it was on), and that ratio is the floor for
- *              BASELINE_SLOT_MS, during which the limit does not probe.
- *              Without that sign the cuts stand: a downstream slower for
- *              other reasons (another client among them) is one to back off
- *              from, down to half the ceiling.
+ *              ratio; a cut to one call counts when that call alone reads
+ *              LONE_CALL_SLOW; saturated rounds are not judged and wait):
+ *              by Little's law cutting our own queue shortens every call,
+ *              so this slowness is not ours. The limit goes back to where it
+ *              was before those cuts (past the ceiling, to a level never
+ *              shown clean, only when this machine's slowness shows: the
+ *              loop BUSY_LOOP busy, or that lone call), so does the time it
+ *              last queued (slow start goes on if it was on), and that ratio
+ *              is the floor for BASELINE_SLOT_MS (with the loop calm it does
+ *              not probe meanwhile). Two cuts, not one: a second client of the downstream
+ *              cuts too, a round or two later, and only both cuts together
+ *              shorten the calls.
  *   saturated  the round's calls were out while this thread's loop was
  *              SATURATED_LOOP busy or more: no round reads as queueing, and
  *              a held round grows the limit by half at once, knee or not.
@@ -283,12 +284,12 @@ export class CallLimit {
     // A saturated round is not judged: a cut waits for the first round that is.
     if (this.cutPending && !saturated) {
       this.cutPending = false;
-      // Two cuts, and the calls no faster, the last while this machine's slowness shows (a busy loop, or one
-      // call that reads LONE_CALL_SLOW: it cannot queue behind our own calls): this slowness is not our queue.
+      // Two cuts, and the calls no faster: this slowness is not our queue. A cut to one call counts when that
+      // call alone reads LONE_CALL_SLOW (it cannot queue behind our own calls).
       const lone = concurrency <= 1 && ratio > floor * LONE_CALL_SLOW;
       const fruitless = (queued || lone) && ratio > this.firstCutRatio * 0.9;
-      if (fruitless && ++this.fruitlessCuts >= 2 && (lone || busy >= BUSY_LOOP)) {
-        this.undoCuts(ratio, now);
+      if (fruitless && ++this.fruitlessCuts >= 2) {
+        this.undoCuts(ratio, now, lone || busy >= BUSY_LOOP);
         if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: 'not-ours', ratio, floor, busy });
         return;
       }
@@ -327,9 +328,8 @@ export class CallLimit {
       }
       this.probing = false;
       const due = this.fullCalls * 2 >= this.samples ? this.probeAt : this.partialProbeAt;
-      // Saturated and held: the limit is a second bottleneck, whatever a knee said before. On a floor raised by
-      // cuts that did not help it holds: growing there would queue the downstream's other clients off it.
-      if (this.held && ((now >= due && now >= this.noiseUntil) || saturated) && this.estimate < this.max) {
+      // Saturated and held: the limit is a second bottleneck, whatever a knee said before.
+      if (this.held && (now >= due || saturated) && this.estimate < this.max) {
         const ceilingNow = Math.max(this.ceilingCurrent, this.ceilingPrevious);
         const step = saturated
           ? Math.max(1, Math.floor(this.estimate / 2))
@@ -349,14 +349,18 @@ export class CallLimit {
   /**
    * The cuts since `beforeCuts` did not make the calls faster: back to the limit before them, and to when
    * the law last queued before them (slow start may go on), and this slowness is the floor for BASELINE_SLOT_MS.
+   * Past the ceiling, and probing on, only when it is this `machine`'s: else another client likelier took the slots.
    */
-  private undoCuts(ratio: number, now: number): void {
+  private undoCuts(ratio: number, now: number, machine: boolean): void {
     const before = this.beforeCuts;
+    const ceiling = Math.max(1, this.ceilingCurrent, this.ceilingPrevious);
     this.fruitlessCuts = 0;
-    this.estimate = Math.max(this.estimate, before.estimate);
+    this.estimate = Math.max(this.estimate, machine ? before.estimate : Math.min(before.estimate, ceiling));
     this.lastQueued = before.lastQueued;
     this.noiseFloor = ratio;
     this.noiseUntil = now + BASELINE_SLOT_MS;
+    // Growing on that raised floor would queue the other client off the downstream: not while it stands.
+    if (!machine) this.probeAt = this.partialProbeAt = Math.max(this.probeAt, now + BASELINE_SLOT_MS);
     this.strikes = 0;
     this.startRound();
     this.unjudged = this.limit;

@@ -19,9 +19,9 @@ describe('CallLimit: two clients of one downstream, event by event', () => {
     expect(refused.reduce((sum, share) => sum + share, 0) / runs.length).toBeLessThan(0.015);
   });
 
-  it('they share the downstream\'s calls: the smaller share at least 0.6 of the larger in every run, 0.88 in most', () => {
+  it('they share the downstream\'s calls: the smaller share at least 0.6 of the larger in every run, 0.86 in most', () => {
     const shares = runs.map((clients) => Math.min(...clients.map((c) => c.calls)) / Math.max(...clients.map((c) => c.calls))).sort((a, b) => a - b);
     expect(shares[0]).toBeGreaterThan(0.6);
-    expect(shares[runs.length >> 1]).toBeGreaterThan(0.88);
+    expect(shares[runs.length >> 1]).toBeGreaterThan(0.86);
   });
 });

@@ -48,6 +48,7 @@ export function seeded(seed: number): () => number {
 }
 
 type Job = { readonly items: number; readonly sentAt: number; readonly done: (latencyMs: number) => void };
+/** A shard's open batch (its size, when it opened, whether its window closed) and its sealed batches, by when they opened. */
 type Shard = { open: number; openedAt: number; due: boolean; readonly ready: { items: number; since: number }[] };
 
 export function runShared({ workers, rates, seconds, seed, slowShare }: SharedRun): ClientFigures[] {
@@ -129,7 +130,7 @@ export function runShared({ workers, rates, seconds, seed, slowShare }: SharedRu
             });
           }
           if (++shard.open >= BATCH_MAX_SIZE) {
-            shard.ready.push({ items: shard.open, since: now });
+            shard.ready.push({ items: shard.open, since: shard.openedAt });
             shard.open = 0;
             shard.due = false;
             dispatch();
