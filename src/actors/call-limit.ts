@@ -46,9 +46,9 @@
  *              loop BUSY_LOOP busy, or that lone call), so does the time it
  *              last queued (slow start goes on if it was on), and that ratio
  *              is the floor for BASELINE_SLOT_MS (with the loop calm it does
- *              not probe meanwhile). Two cuts, not one: a second client of the downstream
- *              cuts too, a round or two later, and only both cuts together
- *              shorten the calls.
+ *              not probe meanwhile). Two cuts, not one: a second client of
+ *              the downstream cuts too, a round or two later, and only both
+ *              cuts together shorten the calls.
  *   saturated  the round's calls were out while this thread's loop was
  *              SATURATED_LOOP busy or more: no round reads as queueing, and
  *              a held round grows the limit by half at once, knee or not.
@@ -87,7 +87,7 @@
  * divides both by the same ratio (as AIMD does). A client held at one call
  * refuses most, and cannot cut: its backoff does not grow there, and a lone
  * call that reads slow (it waits behind the other client's calls) makes the
- * next probe due at PROBE_BACKOFF_MIN_MS, knee or not. A cut to one call is
+ * next probe due within PROBE_BACKOFF_MIN_MS, knee or not. A cut to one call is
  * a knee only when Little's law says so (LONE_SHARE); one whose calls read
  * clean is probed as any knee.
  *
@@ -373,17 +373,15 @@ export class CallLimit {
     this.lastQueued = now;
     this.probing = false;
     const jitter = 0.5 + 0.5 * this.random();
+    const oneCall = Math.round(estimate) <= 1;
     // One call where Little's law says more is a share of the downstream rounded down, not a knee (sharing, above).
-    const roundedShare = Math.round(estimate) <= 1 && estimate >= LONE_SHARE;
-    if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious) && !roundedShare) {
+    if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious) && !(oneCall && estimate >= LONE_SHARE)) {
       // Above the best level that ran clean lately: the knee. Probing it again soon would only queue calls.
       this.probeAt = now + KNEE_PROBE_MS * jitter;
       this.partialProbeAt = now + KNEE_PROBE_PARTIAL_MS * jitter;
     } else {
-      // A level that ran clean lately queues now: the capacity dropped, and may come back. At one call the
-      // backoff does not grow (sharing, above).
-      const doubled = Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
-      this.backoffMs = Math.round(estimate) <= 1 ? PROBE_BACKOFF_MIN_MS : doubled;
+      // A level that ran clean lately queues now: the capacity dropped, and may come back. Doubling, but not at one call.
+      this.backoffMs = oneCall ? PROBE_BACKOFF_MIN_MS : Math.min(PROBE_BACKOFF_MAX_MS, Math.max(PROBE_BACKOFF_MIN_MS, this.backoffMs * 2));
       this.probeAt = this.partialProbeAt = now + this.backoffMs * jitter;
     }
     this.estimate = estimate;
