@@ -7,10 +7,11 @@
  * histogram observation. Queue depth, in-flight, window and phase gauges cost
  * nothing per request: they are read when Prometheus scrapes.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchOutcome, Trigger } from '../actors/batch.ts';
 import type { ShardStats } from '../actors/batcher.ts';
 import { PHASES, type Phase } from '../lifecycle.ts';
+import { ProcessMetrics } from './process-metrics.ts';
 
 /** What happened to a request; the `outcome` label of sidecar_requests_total. */
 export type Outcome =
@@ -100,15 +101,6 @@ function boundChildren<Label extends string>(counter: Counter, values: readonly 
   return children;
 }
 
-/**
- * The period of prom-client's event-loop delay sampler (nodejs_eventloop_lag_*
- * percentiles), ms. Its default of 10 woke an idle sidecar 200 times a second:
- * 3.5 ms of CPU a second with no traffic. At 100 ms it costs 1.0 ms/s, and a
- * stall of 100 ms or more is still seen; nodejs_eventloop_lag_seconds is
- * measured at each scrape either way (issue 20: idle is idle).
- */
-const EVENT_LOOP_PRECISION_MS = 100;
-
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Record<Outcome, Counter.Internal>;
@@ -118,6 +110,7 @@ export class Metrics {
   private readonly downstreamDuration: Histogram;
   private readonly overhead: Histogram;
   private readonly edgeWait: Histogram;
+  private readonly processMetrics: ProcessMetrics | null;
 
   /**
    * Every metric of SPEC §7 for the sources given. In INGRESS_THREADS mode
@@ -141,7 +134,7 @@ export class Metrics {
     processMetrics?: boolean;
   }) {
     const registers = [this.registry];
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS });
+    this.processMetrics = options.processMetrics === false ? null : new ProcessMetrics(this.registry);
     const requests = new Counter({
       name: 'sidecar_requests_total',
       help: 'Requests to POST /process by outcome',
@@ -265,7 +258,14 @@ export class Metrics {
     this.overhead.observe(seconds);
   }
 
+  /** A batch left for the downstream (the event-loop delay is sampled while batches are out). */
+  batchSent(): void {
+    this.processMetrics?.batchOut();
+  }
+
+  /** A batch settled: its trigger, size and call. */
   batch(outcome: BatchOutcome, downstreamMs: number): void {
+    this.processMetrics?.batchBack();
     this.batches[outcome.trigger].inc();
     this.batchSize.observe(outcome.size);
     this.downstreamDuration.observe(downstreamMs / 1000);

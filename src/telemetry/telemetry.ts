@@ -62,6 +62,7 @@ export class Telemetry implements BatchObserver {
   }
 
   dispatching(batch: Batch): Readonly<Record<string, string>> | undefined {
+    this.metrics.batchSent();
     if (this.tracing === null) return undefined;
     const { span, headers } = this.tracing.startBatchSpan(batch);
     batch.observation = span;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sampleThreads, threadCpuBetween } from '../../bench/kit/proc.ts';
+import { cpuNanoseconds, sampleThreads, threadCpuBetween } from '../../bench/kit/proc.ts';
 
 describe('per-thread CPU', () => {
   it('splits the main thread, each worker thread in tid order, and the rest', () => {
@@ -26,5 +26,15 @@ describe('per-thread CPU', () => {
     expect(threads!.length).toBeGreaterThan(0);
     expect(threads!.every((t) => Number.isFinite(t.cpuSeconds) && t.cpuSeconds >= 0)).toBe(true);
     expect(sampleThreads(2 ** 22 + 12345)).toBeNull();
+  });
+
+  it('reads this process to the nanosecond: 5 ms of work shows as about 5 ms', () => {
+    const before = cpuNanoseconds(process.pid)!;
+    const until = performance.now() + 5;
+    while (performance.now() < until);
+    const used = cpuNanoseconds(process.pid)! - before;
+    expect(used).toBeGreaterThan(3e6);
+    expect(used).toBeLessThan(1e9);
+    expect(cpuNanoseconds(2 ** 22 + 12345)).toBeNull();
   });
 });
