@@ -10,6 +10,8 @@
  *   A3000, A6000  shape A (4 workers, 50 ms + 0.5 ms/item: 4,000 items/s) at 3,000 and 6,000 req/s
  *   B800          shape B (2 workers, 100 ms + 1 ms/item: 1,000 items/s) at 800 req/s
  *   C             shape C, in no target (8 workers, 30 ms + 1 ms/item: 6,154 items/s) at 5,000 req/s
+ *   D800          shape D, in no target (1 worker, 50 ms + 0.5 ms/item: 1,000 items/s) at 800 req/s: a legacy
+ *                 system that serves one call at a time, where one call too many queues every call
  *   drop          A at 3,000 req/s for 20 s, its workers cut to 2 at 7 s and back at 12 s
  *   two           two sidecars, each with its own generator, in front of one shape-A downstream, 1,500 req/s each
  *
@@ -28,12 +30,13 @@ import { capacityOf, measureRun, type RunContext, type RunSpec } from './limited
 const CONNECTIONS = 2000;
 const TIME: RunContext['time'] = QUICK ? { warmup: 0.5, measure: 1, drop: 3, drain: 3 } : { warmup: 3, measure: Number(process.env.LIMITED_SECONDS ?? 15), drop: 20, drain: 12 };
 
-export const SHAPES: Readonly<Record<'A' | 'B' | 'C', Shape>> = {
+export const SHAPES: Readonly<Record<'A' | 'B' | 'C' | 'D', Shape>> = {
   A: { name: 'A', workers: 4, latencyMs: 50, perItemMs: 0.5, queueLimit: 0 },
   B: { name: 'B', workers: 2, latencyMs: 100, perItemMs: 1, queueLimit: 0 },
   C: { name: 'C', workers: 8, latencyMs: 30, perItemMs: 1, queueLimit: 0 },
+  D: { name: 'D', workers: 1, latencyMs: 50, perItemMs: 0.5, queueLimit: 0 },
 };
-const DEFAULT_RATES = { A: 3000, B: 800, C: 5000 } as const;
+const DEFAULT_RATES = { A: 3000, B: 800, C: 5000, D: 800 } as const;
 export const VARIANTS: readonly VariantName[] = ['defaults', 'stamped', 'hand-tuned', 'base'];
 
 /** LIMITED_SHAPES as run specs, in the order given; throws on a name it does not know. */
@@ -41,9 +44,9 @@ export function parseShapes(list: string): RunSpec[] {
   return list.split(',').map((s) => s.trim()).filter((s) => s !== '').map((key): RunSpec => {
     if (key === 'drop') return { key, kind: 'drop', shape: SHAPES.A, rate: 3000, sidecars: 1 };
     if (key === 'two') return { key, kind: 'two', shape: SHAPES.A, rate: 1500, sidecars: 2 };
-    const match = /^([ABC])(\d+)?$/.exec(key);
-    if (match === null) throw new Error(`LIMITED_SHAPES: unknown "${key}" (A3000, A6000, B800, C, drop, two; a letter A-C and a rate)`);
-    const name = match[1] as 'A' | 'B' | 'C';
+    const match = /^([A-D])(\d+)?$/.exec(key);
+    if (match === null) throw new Error(`LIMITED_SHAPES: unknown "${key}" (A3000, A6000, B800, C, D800, drop, two; a letter A-D and a rate)`);
+    const name = match[1] as keyof typeof SHAPES;
     return { key, kind: 'steady', shape: SHAPES[name], rate: match[2] === undefined ? DEFAULT_RATES[name] : Number(match[2]), sidecars: 1 };
   });
 }
@@ -62,7 +65,7 @@ function logRun(log: (line: string) => void, run: LimitedRun): void {
 async function runLimited(log: (line: string) => void): Promise<LimitedResults> {
   const started = performance.now();
   const loadAverageAtStart = loadavg()[0]!;
-  const specs = parseShapes(process.env.LIMITED_SHAPES ?? (QUICK ? 'A3000' : 'A3000,A6000,B800,C,drop,two'));
+  const specs = parseShapes(process.env.LIMITED_SHAPES ?? (QUICK ? 'A3000' : 'A3000,A6000,B800,C,D800,drop,two'));
   const variants = parseVariants(process.env.LIMITED_VARIANTS ?? (QUICK ? 'defaults' : 'defaults,hand-tuned'));
   const problems: string[] = [];
   const base = variants.includes('base') ? worktreeAt(process.env.LIMITED_BASE_REF ?? 'bbe5175') : null;

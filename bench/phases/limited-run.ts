@@ -18,7 +18,7 @@ import type { DownstreamFigures, DropFigures, LimitedRun, LimitFigures, RunKind,
 
 export const LIMIT_GAUGE = 'sidecar_downstream_concurrency_limit';
 
-/** A run as LIMITED_SHAPES names it (A3000, B800, C, drop, two): its shape, the rate offered to each of its sidecars. */
+/** A run as LIMITED_SHAPES names it (A3000, B800, C, D800, drop, two): its shape, the rate offered to each of its sidecars. */
 export type RunSpec = { readonly key: string; readonly kind: RunKind; readonly shape: Shape; readonly rate: number; readonly sidecars: number };
 
 /** What every run shares; baseMain: the base variant's src/main.ts (in a git worktree), null when it does not run. */

@@ -37,7 +37,7 @@ function side(rate: number, figures: Partial<SideFigures> = {}): SideFigures {
 }
 
 function run(key: string, shape: keyof typeof SHAPES, rate: number, sides: SideFigures[], queueWaitP99Ms: number, extra: Partial<LimitedRun> = {}): LimitedRun {
-  const capacity = { A: 4000, B: 1000, C: 6153.8 }[shape];
+  const capacity = { A: 4000, B: 1000, C: 6153.8, D: 1000 }[shape];
   return {
     key,
     kind: 'steady',
@@ -134,14 +134,15 @@ describe('bench/phases/limited-report.ts', () => {
   });
 
   it('reads LIMITED_SHAPES and LIMITED_VARIANTS, refusing names it does not know', () => {
-    expect(parseShapes('A6000,C,B1200,drop,two').map((s) => [s.key, s.kind, s.shape.name, s.rate, s.sidecars])).toEqual([
+    expect(parseShapes('A6000,C,B1200,D800,drop,two').map((s) => [s.key, s.kind, s.shape.name, s.rate, s.sidecars])).toEqual([
       ['A6000', 'steady', 'A', 6000, 1],
       ['C', 'steady', 'C', 5000, 1],
       ['B1200', 'steady', 'B', 1200, 1],
+      ['D800', 'steady', 'D', 800, 1],
       ['drop', 'drop', 'A', 3000, 1],
       ['two', 'two', 'A', 1500, 2],
     ]);
-    expect(() => parseShapes('D100')).toThrow(/unknown "D100"/);
+    expect(() => parseShapes('E100')).toThrow(/unknown "E100"/);
     expect(parseVariants('defaults,base')).toEqual(['defaults', 'base']);
     expect(() => parseVariants('tuned')).toThrow(/unknown "tuned"/);
   });
