@@ -50,13 +50,14 @@
  *              the downstream cuts too, a round or two later, and only both
  *              cuts together shorten the calls.
  *   saturated  the round's calls were out while this thread's loop was
- *              SATURATED_LOOP busy or more. Such a round is not judged: the
- *              strikes and a pending probe stand, and its level is not one
- *              that ran clean (the ceiling, below). From the second in a row
- *              (one alone is as likely a pause: ADR 0018), a held round grows
- *              the limit by half, knee or not. A limit that grew past the knee
- *              so is cut as a failed probe is, at the first calm rounds that
- *              queue, and the knee is probed again after KNEE_PROBE_MS.
+ *              SATURATED_LOOP busy or more: no round reads as queueing, and
+ *              a held round grows the limit by half at once, knee or not.
+ *              Such a round is not judged, so its level is not one that ran
+ *              clean (the ceiling, below): a limit that grew past the knee
+ *              while the loop was saturated (compiling at start-up, say) is
+ *              cut as a failed probe is, by Little's law at the first calm
+ *              rounds that queue, and the knee is probed again only after
+ *              KNEE_PROBE_MS.
  *   held       no queueing, and a batch waited for a call slot during the
  *              round (the limit held work back): probe higher once `probeAt`
  *              has passed, by one call; below the ceiling (after a cut) by
@@ -189,9 +190,8 @@ export class CallLimit {
   private unjudged = 0;
   /** A batch waited for a slot since the round began. */
   private held = false;
-  /** Rounds in a row that read as queueing, and that ran with the loop saturated. */
+  /** Rounds in a row that read as queueing. */
   private strikes = 0;
-  private saturatedRounds = 0;
   /** Latency cuts in a row whose next round read no better, the ratio of the first, and the estimate and last queueing before it. */
   private fruitlessCuts = 0;
   private firstCutRatio = 0;
@@ -279,7 +279,6 @@ export class CallLimit {
     const ceiling = Math.max(this.ceilingCurrent, this.ceilingPrevious);
     const concurrency = Math.min(this.estimate, this.inflightSum / this.samples);
     const saturated = busy >= SATURATED_LOOP;
-    this.saturatedRounds = saturated ? this.saturatedRounds + 1 : 0;
     const slow = ratio > floor * (1 + TOLERANCE);
     const queued = !saturated && concurrency > 1 && slow;
     // A saturated round is not judged: a cut waits for the first round that is.
@@ -314,19 +313,14 @@ export class CallLimit {
           this.cutPending = true;
         }
       }
-    } else if (saturated) {
-      // Not judged: the strikes and a probe not yet judged stand. Saturated two rounds running and held, the
-      // limit is a second bottleneck, knee or not; a single such round is as likely a pause as the load.
-      if (this.saturatedRounds >= 2 && this.held && this.estimate < this.max) {
-        this.estimate = Math.min(this.max, this.estimate + Math.max(1, Math.floor(this.estimate / 2)));
-        this.strikes = 0;
-        this.probing = true;
-      }
     } else {
       this.strikes = 0;
       // One call that reads slow waits behind another client's calls: probe soon (sharing, above).
-      if (slow && this.limit <= 1) this.probeAt = this.partialProbeAt = Math.min(this.probeAt, now + PROBE_BACKOFF_MIN_MS * (0.5 + 0.5 * this.random()));
-      if (this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
+      if (slow && !saturated && this.limit <= 1) {
+        this.probeAt = this.partialProbeAt = Math.min(this.probeAt, now + PROBE_BACKOFF_MIN_MS * (0.5 + 0.5 * this.random()));
+      }
+      // A saturated round was not judged: the level it ran at did not run clean, and may be far above the knee.
+      if (!saturated && this.limit > this.ceilingCurrent) this.ceilingCurrent = this.limit;
       if (this.probing) {
         // A probe ran clean: the next one may follow at once.
         this.backoffMs = 0;
@@ -334,10 +328,15 @@ export class CallLimit {
       }
       this.probing = false;
       const due = this.fullCalls * 2 >= this.samples ? this.probeAt : this.partialProbeAt;
-      if (this.held && now >= due && this.estimate < this.max) {
+      // Saturated and held: the limit is a second bottleneck, whatever a knee said before.
+      if (this.held && (now >= due || saturated) && this.estimate < this.max) {
         const ceilingNow = Math.max(this.ceilingCurrent, this.ceilingPrevious);
-        const step = this.inSlowStart(now) ? Math.floor(this.estimate / 4) : Math.floor((ceilingNow - this.estimate) / 2);
-        this.estimate = Math.min(this.max, this.estimate + Math.max(1, step));
+        const step = saturated
+          ? Math.max(1, Math.floor(this.estimate / 2))
+          : this.inSlowStart(now)
+            ? Math.max(1, Math.floor(this.estimate / 4))
+            : Math.max(1, Math.floor((ceilingNow - this.estimate) / 2));
+        this.estimate = Math.min(this.max, this.estimate + step);
         this.probing = true;
       }
     }
