@@ -24,12 +24,14 @@ import { Gauge, type Registry } from 'prom-client';
 const RESOLUTION_MS = 10;
 
 type Collector = (registry: Registry, config: Record<string, unknown>) => void;
+type Histogram = ReturnType<typeof monitorEventLoopDelay>;
 const require = createRequire(import.meta.url);
 /** prom-client's default collectors by name (its `metricsList`), each in lib/metrics/<name>.js. */
 const { metricsList } = require('prom-client/lib/defaultMetrics') as { metricsList: readonly string[] };
-export const REPLACED_COLLECTOR = 'eventLoopLag';
+/** The one collector replaced here. */
+const REPLACED_COLLECTOR = 'eventLoopLag';
 
-/** What the eight gauges report, from the sampler's histogram (ns) and the scrape-time lag. */
+/** The seven summary gauges beside nodejs_eventloop_lag_seconds: suffix, help, aggregator, and what each reads of the sampler (ns). */
 const SUMMARY: readonly [string, string, 'min' | 'max' | 'average', (h: Histogram) => number][] = [
   ['min', 'The minimum recorded event loop delay.', 'min', (h) => h.min],
   ['max', 'The maximum recorded event loop delay.', 'max', (h) => h.max],
@@ -39,7 +41,6 @@ const SUMMARY: readonly [string, string, 'min' | 'max' | 'average', (h: Histogra
   ['p90', 'The 90th percentile of the recorded event loop delays.', 'average', (h) => h.percentile(90)],
   ['p99', 'The 99th percentile of the recorded event loop delays.', 'average', (h) => h.percentile(99)],
 ];
-type Histogram = ReturnType<typeof monitorEventLoopDelay>;
 
 export class ProcessMetrics {
   private readonly sampler: Histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
