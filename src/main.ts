@@ -57,7 +57,7 @@ telemetry.observeAdmission(admission);
 telemetry.observeLifecycle(() => lifecycle.phase);
 
 const sink: ItemSink =
-  threads === null ? createReplySink(createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming, onServed: admission.servedListener })) : threads.sink;
+  threads === null ? createReplySink(createAnswers(lifecycle, telemetry.metrics, { serverTiming: config.serverTiming, log, onServed: admission.servedListener })) : threads.sink;
 const batcher = new Batcher({
   config,
   downstream,

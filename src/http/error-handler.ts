@@ -6,6 +6,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import type { Lifecycle } from '../lifecycle.ts';
 import type { SidecarError } from '../errors.ts';
 import { outcomeOf, type Metrics } from '../telemetry/metrics.ts';
@@ -20,7 +21,7 @@ type ErrorHandler = (error: FastifyError, request: FastifyRequest, reply: Fastif
  * getter that builds an object per call), keeps the shedding path lean under
  * overload.
  */
-export function errorHandlers(lifecycle: Lifecycle, metrics: Metrics): { readonly any: ErrorHandler; readonly process: ErrorHandler } {
+export function errorHandlers(lifecycle: Lifecycle, metrics: Metrics, log: Pick<Logger, 'error'>): { readonly any: ErrorHandler; readonly process: ErrorHandler } {
   const answer = (error: FastifyError, request: FastifyRequest, reply: FastifyReply, count: boolean): void => {
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     const code = error.code ?? 'SIDECAR_ERR_INTERNAL';
@@ -28,7 +29,7 @@ export function errorHandlers(lifecycle: Lifecycle, metrics: Metrics): { readonl
     // The shard's own estimate: waiting items ÷ its recent drain rate (ADR 0015).
     if (code === 'SIDECAR_ERR_QUEUE_FULL' || code === 'SIDECAR_ERR_QUEUE_WAIT') reply.header('retry-after', retryAfterValue((error as Partial<SidecarError>).retryAfterSeconds));
     if (code === 'SIDECAR_ERR_DRAINING' || lifecycle.isClosing) reply.header('connection', 'close');
-    if (statusCode === 500) request.log.error({ err: error }, 'request failed');
+    if (statusCode === 500) log.error({ err: error, method: request.method, url: request.url }, 'request failed');
     reply.code(statusCode).send({
       statusCode,
       code,

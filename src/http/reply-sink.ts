@@ -10,6 +10,7 @@
  * single-thread mode, which reads those figures off the item and its batch.
  */
 import type { FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
 import type { Batch, Item, ItemSink } from '../actors/batch.ts';
 import { SidecarErrors, type SidecarError } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
@@ -20,8 +21,8 @@ import type { Metrics } from '../telemetry/metrics.ts';
  * inside a shard's actions: it must not throw, or one caller's broken socket
  * would fail a shard and everyone it holds.
  */
-function answerFailed(reply: FastifyReply, error: unknown): void {
-  reply.log.warn({ err: error }, 'could not write an answer');
+function answerFailed(log: Pick<Logger, 'warn'>, reply: FastifyReply, error: unknown): void {
+  log.warn({ err: error }, 'could not write an answer');
   if (!reply.raw.headersSent) reply.raw.destroy();
 }
 
@@ -58,6 +59,8 @@ function batchTiming(batch: Batch, downstreamMs: number): string {
 export interface ReplySinkOptions {
   /** SERVER_TIMING: answer `server-timing` on answers whose batch was sent. */
   readonly serverTiming: boolean;
+  /** Where an answer that could not be written is told. */
+  readonly log: Pick<Logger, 'warn'>;
   /** Told each answer's time in the sidecar, once its call has ended (admission control's recent time in the sidecar). */
   readonly onServed?: (ms: number) => void;
 }
@@ -78,20 +81,20 @@ export interface Answers {
   error(reply: FastifyReply, error: SidecarError, batchId: string | null, shard: number, timing: string | null): void;
 }
 
-export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTiming, onServed }: ReplySinkOptions = { serverTiming: true }): Answers {
+export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTiming, log, onServed }: ReplySinkOptions): Answers {
   return {
     serverTiming,
     /**
-     * Time in the sidecar minus the downstream call: from Fastify's start of
-     * the request (before its body was read and parsed) to now, less the time
-     * its items spent in the downstream (with bisection, every call the item
-     * went through). With SERVER_TIMING on, the same figures go into the
+     * Time in the sidecar minus the downstream call: from when the server
+     * handed the request over (before admission control, Fastify and the
+     * body) to now, less the time its items spent in the downstream (with
+     * bisection, every call the item went through). With SERVER_TIMING on, the same figures go into the
      * answer's `server-timing`: queue, downstream (D) and sidecar (time in the
      * sidecar − D, what sidecar_overhead_seconds observes), after the edge
      * wait (`edge;dur=E`) when the request carried an edge stamp.
      */
     timing(reply, queueMs, downstreamMs, ended, shared) {
-      const elapsed = reply.elapsedTime;
+      const elapsed = performance.now() - reply.request.raw.receivedAt;
       if (ended) {
         metrics.overheadSeconds((elapsed - downstreamMs) / 1000);
         onServed?.(elapsed);
@@ -125,7 +128,7 @@ export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTi
         response.writeHead(200, headers);
         response.end(payload);
       } catch (error) {
-        answerFailed(reply, error);
+        answerFailed(log, reply, error);
       }
     },
     error(reply, error, batchId, shard, timing) {
@@ -135,7 +138,7 @@ export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTi
         if (shard >= 0) reply.header('x-shard', shard);
         reply.send(error);
       } catch (failure) {
-        answerFailed(reply, failure);
+        answerFailed(log, reply, failure);
       }
     },
   };

@@ -55,7 +55,7 @@ const admission = new Admission({
   queueBudgetMs: config.maxQueueWaitMs,
 });
 const metrics = new Metrics({ batchMaxSize: config.batchMaxSize, admission: () => admission, processMetrics: false });
-const answers = createAnswers(lifecycle, metrics, { serverTiming: config.serverTiming, onServed: admission.servedListener });
+const answers = createAnswers(lifecycle, metrics, { serverTiming: config.serverTiming, log, onServed: admission.servedListener });
 const calls = new Calls();
 
 /** The replies waiting for their answers, by slot; freed slots are reused. */
