@@ -88,10 +88,11 @@ export function createAnswers(lifecycle: Lifecycle, metrics: Metrics, { serverTi
      * Time in the sidecar minus the downstream call: from when the server
      * handed the request over (before admission control, Fastify and the
      * body) to now, less the time its items spent in the downstream (with
-     * bisection, every call the item went through). With SERVER_TIMING on, the same figures go into the
-     * answer's `server-timing`: queue, downstream (D) and sidecar (time in the
-     * sidecar − D, what sidecar_overhead_seconds observes), after the edge
-     * wait (`edge;dur=E`) when the request carried an edge stamp.
+     * bisection, every call the item went through). With SERVER_TIMING on,
+     * the same figures go into the answer's `server-timing`: queue,
+     * downstream (D) and sidecar (time in the sidecar − D, what
+     * sidecar_overhead_seconds observes), after the edge wait (`edge;dur=E`)
+     * when the request carried an edge stamp.
      */
     timing(reply, queueMs, downstreamMs, ended, shared) {
       const elapsed = performance.now() - reply.request.raw.receivedAt;
