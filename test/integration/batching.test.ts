@@ -24,7 +24,7 @@ describe('batching', () => {
       Array.from({ length: 2000 }, (_, id) => post(sidecar.url, { key: `user-${id % 97}`, id, payload: `p${id}` })),
     );
     answers.forEach((answer, id) => {
-      expect(answer.status).toBe(200);
+      expect(answer.status, `item ${id}: ${JSON.stringify(answer.body)} retry-after ${answer.headers['retry-after']}`).toBe(200);
       expect(answer.body).toEqual({ echo: { key: `user-${id % 97}`, id, payload: `p${id}` } });
     });
     expect(downstream.items).toBe(2000);
