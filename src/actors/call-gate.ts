@@ -10,9 +10,10 @@
  *   goes to the shard whose next batch has waited longest (its first item
  *   came first), so no shard starves, whatever its share of the keys.
  *
- * The latency the law learns from is the call's, less this thread's own
+ * The latency the law judges is the call's, less this thread's own
  * event-loop delay at the time: an answer that waits in our busy loop is not
- * the downstream's queue. The delay is sampled (perf_hooks'
+ * the downstream's queue. Its baselines, minima, learn from the latency as
+ * measured (call-limit.ts). The delay is sampled (perf_hooks'
  * monitorEventLoopDelay, a libuv timer at LOOP_RESOLUTION_MS) only while calls
  * are in flight, so an idle sidecar runs no timer.
  *
@@ -144,7 +145,7 @@ export class CallGate {
     const loopDelayMs = this.loopDelay(now);
     if (this.inflight === 0) this.loop?.disable();
     // At least half the call stays: the loop delay is an estimate, the call's latency a measurement.
-    if (verdict === 'sample') this.law.onSample(Math.max(latencyMs / 2, latencyMs - loopDelayMs), items, now, this.inflight + 1, loopBusy);
+    if (verdict === 'sample') this.law.onSample(Math.max(latencyMs / 2, latencyMs - loopDelayMs), items, now, this.inflight + 1, loopBusy, latencyMs);
     else if (verdict === 'drop') this.law.onDrop(now);
     this.offerFreeSlots();
   }

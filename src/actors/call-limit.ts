@@ -12,13 +12,15 @@
  * so two sidecar processes in front of one downstream both back off (a count of our own calls would not see the
  * other's).
  *
- * Baseline. A call's ratio is its latency over what calls of its size took without queueing lately
- * (latency-baselines.ts).
+ * Baseline. A call's ratio is its latency, less this thread's event-loop delay (call-gate.ts), over what calls
+ * of its size took without queueing lately (latency-baselines.ts). The baselines and the floor are minima, so
+ * they learn from the latency as measured, never from the delay's estimate, which can run high: a stall as
+ * 4,000 connections arrived once set a baseline below any call's, and every call read 1.5x for 5-10 s.
  *
  * Rounds. A round ends when as many calls as the limit have come back (about one latency); its ratio is their
  * mean. After each change of the limit, one round's worth of calls is not judged: they were sent under the old
- * limit. The floor is the lowest round ratio of the last 5-10 s, at most MAX_FLOOR: what a round reads without
- * queueing (the downstream's own jitter).
+ * limit. The floor, the lowest round ratio of the last 5-10 s within 1..MAX_FLOOR, is what a round reads
+ * without queueing (the downstream's own jitter).
  *
  *   queueing   ratio > floor × (1 + TOLERANCE): calls waited in the
  *              downstream. estimate ← C × floor / ratio, C the round's mean
@@ -110,9 +112,8 @@ export const PROBE_STRIKES = 2;
 /** ...and before a level that ran clean lately is cut. */
 export const CLEAN_LEVEL_STRIKES = 3;
 /**
- * In slow start, a probe's slow rounds in a row must also hold this many calls. A round of two or three calls
- * reads one slow call (a GC pause, a busy machine) as a queue, and the first knee found sets the probing for
- * 5-10 s: in the event-driven model of one sidecar with room downstream, 5 runs of 12 stuck at 2-4 calls so.
+ * In slow start a probe's slow rounds in a row must also hold this many calls: a round of 2-3 calls reads one
+ * slow call as a queue, and a knee found so held 5 of 12 runs of the event model at 2-4 calls for 5-10 s.
  */
 export const SLOW_START_PROBE_CALLS = 10;
 /**
@@ -228,13 +229,13 @@ export class CallLimit {
     this.held = true;
   }
 
-  /** A call of `items` items answered after `latencyMs`, at `now` (monotonic ms), with `inflight` calls in flight (itself included). */
-  onSample(latencyMs: number, items: number, now: number, inflight = this.limit, busy = 0): void {
+  /** A call of `items` items took `latencyMs` less the loop delay, `measuredMs` as measured; at `now`, with `inflight` in flight (itself included). */
+  onSample(latencyMs: number, items: number, now: number, inflight = this.limit, busy = 0, measuredMs = latencyMs): void {
     if (this.baselines.roll(now)) {
       this.floorPrevious = this.floorCurrent;
       this.floorCurrent = Infinity;
     }
-    const bucket = this.baselines.record(latencyMs, items);
+    const bucket = this.baselines.record(measuredMs, items);
     if (this.unjudged > 0) {
       this.unjudged--;
       return;
@@ -263,7 +264,7 @@ export class CallLimit {
     const busy = this.busySum / this.samples;
     const before = this.estimate;
     const from = this.limit;
-    let floor = Math.min(this.floorCurrent, this.floorPrevious, ratio, MAX_FLOOR);
+    let floor = Math.max(1, Math.min(this.floorCurrent, this.floorPrevious, ratio, MAX_FLOOR));
     if (now < this.noiseUntil && this.noiseFloor > floor) floor = this.noiseFloor;
     if (ratio < this.floorCurrent) this.floorCurrent = ratio;
     if (now - this.ceilingSlotStart >= CEILING_SLOT_MS) {

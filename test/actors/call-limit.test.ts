@@ -194,6 +194,19 @@ describe('CallLimit', () => {
     expect(Math.min(...probeGaps(trace))).toBeGreaterThanOrEqual(KNEE_PROBE_PARTIAL_MS / 2);
   });
 
+  it('learns its baselines from latencies as measured: a loop delay taken off a stalled round does not make later calls read slow', () => {
+    const law = new CallLimit({ max: 32, initial: 8, batchMaxSize: 100, random: seeded(6) });
+    law.onSample(100, 100, 0);
+    let t = simulate(law, { seconds: 2, workers: () => Infinity, serviceMs: () => 100, held: false, start: 1 }).at(-1)!.t;
+    expect(law.limit).toBe(8);
+    // A stall (4,000 connections arriving): the loop-delay estimate takes half off each call of one round.
+    for (let i = 0; i < law.limit; i++) law.onSample(50, 100, t + 100, 8, 0.4, 100);
+    t += 100;
+    // The downstream as before: calls of 100 ms read as they are, not 2x a 50 ms baseline.
+    const after = simulate(law, { seconds: 3, workers: () => Infinity, serviceMs: () => 100, held: false, start: t });
+    expect(Math.min(...after.map((step) => step.limit))).toBe(8);
+  });
+
   it('does not cut a level that ran clean for one slow round, and undoes cuts that do not make the calls faster', () => {
     const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(6) });
     law.onSample(100, 100, 0);
