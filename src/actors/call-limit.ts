@@ -1,26 +1,30 @@
 /**
- * The downstream call limit, learned from the downstream's own latency (DOWNSTREAM_CONCURRENCY=adaptive, ADR
- * 0018). The law only: it is fed one sample per finished call and says how many calls may be in flight; the
- * gate that enforces it across the shards is call-gate.ts. Kept apart so the law can be tested on recorded
- * samples, without a server (Netflix's concurrency-limits keeps `Limit` apart from `Limiter` for the same
- * reason).
+ * The downstream call limit, learned from the downstream's own latency
+ * (DOWNSTREAM_CONCURRENCY=adaptive, ADR 0018). The law only: it is fed one
+ * sample per finished call and says how many calls may be in flight; the gate
+ * that enforces it across the shards is call-gate.ts. Kept apart so the law
+ * can be tested on recorded samples, without a server (Netflix's
+ * concurrency-limits keeps `Limit` apart from `Limiter` for the same reason).
  *
- * Why latency: a legacy downstream works W calls at a time and queues the rest. By Little's law, with L calls
- * in flight and L > W, each call spends L / W of its service time in there, so its latency is L / W times what
- * the same call takes on an idle downstream; below W the latency is the service time. The limit we want is W,
- * the knee, and the latency says when we have passed it. Every client of the downstream sees the same latency,
- * so two sidecar processes in front of one downstream both back off (a count of our own calls would not see the
- * other's).
+ * Why latency: a legacy downstream works W calls at a time and queues the
+ * rest. By Little's law, with L calls in flight and L > W, each call spends
+ * L / W of its service time in there, so its latency is L / W times what the
+ * same call takes on an idle downstream; below W the latency is the service
+ * time. The limit we want is W, the knee, and the latency says when we have
+ * passed it. Every client of the downstream sees the same latency, so two
+ * sidecar processes in front of one downstream both back off (a count of our
+ * own calls would not see the other's).
  *
- * Baseline. A call's ratio is its latency, less this thread's event-loop delay (call-gate.ts), over what calls
- * of its size took without queueing lately (latency-baselines.ts). The baselines and the floor are minima, so
- * they learn from the latency as measured, never from the delay's estimate, which can run high: a stall as
- * 4,000 connections arrived once set a baseline below any call's, and every call read 1.5x for 5-10 s.
+ * Baseline. A call's ratio is its latency less this thread's loop delay over
+ * what calls of its size took without queueing lately (latency-baselines.ts).
+ * The baselines and the floor are minima: they learn from latencies as
+ * measured, never from a delay estimate, which can run high (ADR 0018).
  *
- * Rounds. A round ends when as many calls as the limit have come back (about one latency); its ratio is their
- * mean. After each change of the limit, one round's worth of calls is not judged: they were sent under the old
- * limit. The floor, the lowest round ratio of the last 5-10 s within 1..MAX_FLOOR, is what a round reads
- * without queueing (the downstream's own jitter).
+ * Rounds. A round ends when as many calls as the limit have come back (about
+ * one latency); its ratio is their mean. After each change of the limit, one
+ * round's worth of calls is not judged: they were sent under the old limit.
+ * The floor is the lowest round ratio of the last 5-10 s, within 1..MAX_FLOOR:
+ * what a round reads without queueing (the downstream's own jitter).
  *
  *   queueing   ratio > floor × (1 + TOLERANCE): calls waited in the
  *              downstream. estimate ← C × floor / ratio, C the round's mean
@@ -28,8 +32,7 @@
  *              itself says nothing when it was not reached), but not below
  *              half the ceiling (below), nor, while the loop was BUSY_LOOP
  *              busy or more, below half the limit. A level above the
- *              ceiling (a probe) must queue PROBE_STRIKES rounds running
- *              (in slow start, with SLOW_START_PROBE_CALLS calls among them), a
+ *              ceiling (a probe) must queue PROBE_STRIKES rounds running, a
  *              level that ran clean lately CLEAN_LEVEL_STRIKES: slow rounds
  *              happen without any queue of ours (a busy machine, a GC pause,
  *              the downstream's own hiccup), a standing queue of ours reads
@@ -65,9 +68,10 @@
  *              within a second or two).
  *   otherwise  hold: nothing waits for a slot, more calls would not help.
  *
- * Probing. At W + 1 every call waits in the downstream's queue for about two rounds, so how often the law
- * probes decides the queue wait a steady load sees. It tells two cases apart by the best level that ran clean
- * in the last 15-30 s (two slots of CEILING_SLOT_MS), the ceiling:
+ * Probing. At W + 1 every call waits in the downstream's queue for about two
+ * rounds, so how often the law probes decides the queue wait a steady load
+ * sees. It tells two cases apart by the best level that ran clean in the last
+ * 15-30 s (two slots of CEILING_SLOT_MS), the ceiling:
  *   - queueing at a level above the ceiling is the knee: probe again only
  *     after KNEE_PROBE_MS (jittered), a few rounds in a hundred, and while
  *     batches leave short of full only after KNEE_PROBE_PARTIAL_MS: the
@@ -76,25 +80,30 @@
  *     PROBE_BACKOFF_MIN_MS, doubling to PROBE_BACKOFF_MAX_MS while probes keep
  *     failing, so the limit climbs back within seconds of the capacity's
  *     return, and a probe that runs clean clears the backoff.
- * Waits are jittered (×0.5..1) so clients that backed off together do not probe together.
+ * Waits are jittered (×0.5..1) so clients that backed off together do not
+ * probe together.
  *
- * Sharing. The limit enforced is the estimate rounded, at least 1. The estimate keeps its fraction so that two
- * clients sharing a downstream converge to equal shares: both add the same steps, and each decrease divides
- * both by the same ratio (as AIMD does). A client held at one call refuses most, and cannot cut: its backoff
- * does not grow there, and a lone call that reads slow (it waits behind the other client's calls) makes the
- * next probe due within PROBE_BACKOFF_MIN_MS, knee or not. A cut to one call is a knee only when Little's law
- * says so (LONE_SHARE); one whose calls read clean is probed as any knee.
+ * Sharing. The limit enforced is the estimate rounded, at least 1. The
+ * estimate keeps its fraction so that two clients sharing a downstream
+ * converge to equal shares: both add the same steps, and each decrease
+ * divides both by the same ratio (as AIMD does). A client held at one call
+ * refuses most, and cannot cut: its backoff does not grow there, and a lone
+ * call that reads slow (it waits behind the other client's calls) makes the
+ * next probe due within PROBE_BACKOFF_MIN_MS, knee or not. A cut to one call is
+ * a knee only when Little's law says so (LONE_SHARE); one whose calls read
+ * clean is probed as any knee.
  *
- * A call that timed out, or that the downstream refused with 503/429 (its own queue is full), is a drop: the
- * estimate falls by a quarter at once.
+ * A call that timed out, or that the downstream refused with 503/429 (its own
+ * queue is full), is a drop: the estimate falls by a quarter at once.
  */
 import { BASELINE_SLOT_MS, LatencyBaselines } from './latency-baselines.ts';
 
 /** How far a round's ratio may stand above the floor before calls are taken to have queued. */
 export const TOLERANCE = 0.15;
 /**
- * The floor never stands higher than this: a downstream whose latency varies by more from call to call is
- * judged as if it did not, and a standing queue from the first call on (no clean round yet) still reads slow.
+ * The floor never stands higher than this: a downstream whose latency varies
+ * by more from call to call is judged as if it did not, and a standing queue
+ * from the first call on (no clean round yet) still reads as queueing.
  */
 export const MAX_FLOOR = 1.1;
 /** The ceiling is the best clean level over the current slot and the one before. */
@@ -112,16 +121,13 @@ export const PROBE_STRIKES = 2;
 /** ...and before a level that ran clean lately is cut. */
 export const CLEAN_LEVEL_STRIKES = 3;
 /**
- * In slow start a probe's slow rounds in a row must also hold this many calls: a round of 2-3 calls reads one
- * slow call as a queue, and a knee found so held 5 of 12 runs of the event model at 2-4 calls for 5-10 s.
- */
-export const SLOW_START_PROBE_CALLS = 10;
-/**
- * How busy this thread's event loop was while the round's calls were out (0..1) changes what their latency
- * says: a busy loop reads every answer late (1.2-1.35x at 0.6-0.94 against a downstream with room, 2-24x at
- * 1.0; ADR 0018). From SATURATED_LOOP on the latency is not judged at all: the sidecar is the bottleneck, and
- * a cut would only make the limit a second one. Below it the latency is judged as usual, and the check for
- * cuts that do not help (not ours, above) undoes those a busy machine causes.
+ * How busy this thread's event loop was while the round's calls were out
+ * (0..1) changes what their latency says: a busy loop reads every answer late
+ * (1.2-1.35x at 0.6-0.94 against a downstream with room, 2-24x at 1.0; ADR
+ * 0018). From SATURATED_LOOP on the latency is not judged at all: the sidecar
+ * is the bottleneck, and a cut would only make the limit a second one. Below
+ * it the latency is judged as usual, and the check for cuts that do not help
+ * (not ours, above) undoes those a busy machine causes.
  */
 export const SATURATED_LOOP = 0.8;
 /** From this busy on (0..1, as SATURATED_LOOP) a cut takes at most half the limit (rounds read 4-5x at 0.6-0.7: ADR 0018). */
@@ -293,7 +299,7 @@ export class CallLimit {
     }
     if (queued) {
       this.strikes++;
-      if (this.strikes >= this.strikesToCut(ceiling, now)) {
+      if (this.strikes >= (this.limit > ceiling ? PROBE_STRIKES : CLEAN_LEVEL_STRIKES)) {
         const before = { estimate: this.estimate, lastQueued: this.lastQueued };
         const estimate = this.estimate;
         // Half the ceiling, rounded down: a ceiling of 5 must let the limit follow a capacity halved from 4 to 2.
@@ -340,12 +346,6 @@ export class CallLimit {
     // The calls in flight now were sent under the old limit.
     if (this.estimate !== before) this.unjudged = this.limit;
     if (this.limit !== from) this.onChange?.({ from, to: this.limit, why: this.limit > from ? 'probe' : 'queueing', ratio, floor, busy });
-  }
-
-  /** Slow rounds in a row that cut the limit: a probe's (a round holds `limit` calls), or a level's that ran clean. */
-  private strikesToCut(ceiling: number, now: number): number {
-    if (this.limit <= ceiling) return CLEAN_LEVEL_STRIKES;
-    return this.inSlowStart(now) ? Math.max(PROBE_STRIKES, Math.ceil(SLOW_START_PROBE_CALLS / this.limit)) : PROBE_STRIKES;
   }
 
   /**
