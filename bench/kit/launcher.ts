@@ -23,8 +23,8 @@ import { EventLoopProbe, GcRecorder } from './trace.ts';
 const path = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
 const FILES = { downstream: path('../../sim/legacy-downstream.ts'), bare: path('../bare-server.ts'), floor: path('../floor-server.ts'), probe: path('./probe-preload.ts') };
 
-/** The bare route (no batching), the floor (the least batching route), the sidecar. */
-export type Variant = 'bare' | 'floor' | 'sidecar';
+/** The bare route (no batching), the floor (the least batching route), the contract floor (the floor with FLOOR_CONTRACT=1), the sidecar. */
+export type Variant = 'bare' | 'floor' | 'contract' | 'sidecar';
 
 export interface Child {
   readonly name: string;
@@ -116,7 +116,7 @@ async function startSidecarChild(env: Record<string, string>, trace: boolean, ma
 
 /**
  * A server under test, traced (--trace-gc, the event-loop probe) or not; `main`: the sidecar
- * from another tree. The floor takes the sidecar's batching knobs (DOWNSTREAM_URL, SHARD_COUNT,
+ * from another tree. The floors take the sidecar's batching knobs (DOWNSTREAM_URL, SHARD_COUNT,
  * BATCH_MAX_WAIT_MS, BATCH_MAX_SIZE); the bare route none.
  */
 export function startServer(variant: Variant, env: Record<string, string>, options: { trace?: boolean; main?: string } = {}): Promise<Child> {
@@ -124,6 +124,7 @@ export function startServer(variant: Variant, env: Record<string, string>, optio
   if (variant === 'sidecar') return startSidecarChild(env, trace, options.main);
   if (variant === 'bare') return spawnReady('bare', FILES.bare, {}, readyLine('bare'), trace);
   const knobs = Object.fromEntries(['DOWNSTREAM_URL', 'SHARD_COUNT', 'BATCH_MAX_WAIT_MS', 'BATCH_MAX_SIZE'].filter((k) => env[k] !== undefined).map((k) => [k, env[k]!]));
+  if (variant === 'contract') return spawnReady('contract floor', FILES.floor, { ...knobs, FLOOR_CONTRACT: '1' }, readyLine('floor'), trace);
   return spawnReady('floor', FILES.floor, knobs, readyLine('floor'), trace);
 }
 
