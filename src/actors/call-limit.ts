@@ -76,7 +76,8 @@
  *     after KNEE_PROBE_MS (jittered), a few rounds in a hundred, and while
  *     batches leave short of full only after KNEE_PROBE_PARTIAL_MS: the
  *     downstream keeps up, and more calls would only shave their latency;
- *   - queueing at or below it means the capacity dropped: probe again after
+ *   - queueing at or below it, or a cut to below KNEE_SHARE of it (a probe
+ *     that met a capacity drop), means the capacity dropped: probe again after
  *     PROBE_BACKOFF_MIN_MS, doubling to PROBE_BACKOFF_MAX_MS while probes keep
  *     failing, so the limit climbs back within seconds of the capacity's
  *     return, and a probe that runs clean clears the backoff.
@@ -100,11 +101,7 @@ import { BASELINE_SLOT_MS, LatencyBaselines } from './latency-baselines.ts';
 
 /** How far a round's ratio may stand above the floor before calls are taken to have queued. */
 export const TOLERANCE = 0.15;
-/**
- * The floor never stands higher than this: a downstream whose latency varies
- * by more from call to call is judged as if it did not, and a standing queue
- * from the first call on (no clean round yet) still reads as queueing.
- */
+/** The floor never stands higher: a downstream that varies more is judged as if it did not, and a queue from the first call on still reads as one. */
 export const MAX_FLOOR = 1.1;
 /** The ceiling is the best clean level over the current slot and the one before. */
 export const CEILING_SLOT_MS = 15_000;
@@ -139,6 +136,8 @@ export const LONE_CALL_SLOW = 1.5;
  * (sharing, above): the next probe comes as after a capacity drop. On one worker two calls read 2x: about 1.
  */
 export const LONE_SHARE = 1.2;
+/** A cut from above the ceiling to below this share of it is a capacity drop met by a probe, not the knee. */
+export const KNEE_SHARE = 0.75;
 /** A drop keeps this share of the limit. */
 const DROP_KEEP = 0.75;
 
@@ -376,8 +375,9 @@ export class CallLimit {
     this.probing = false;
     const jitter = 0.5 + 0.5 * this.random();
     const oneCall = Math.round(estimate) <= 1;
+    const ceiling = Math.max(this.ceilingCurrent, this.ceilingPrevious);
     // One call where Little's law says more is a share of the downstream rounded down, not a knee (sharing, above).
-    if (level > Math.max(this.ceilingCurrent, this.ceilingPrevious) && !(oneCall && estimate >= LONE_SHARE)) {
+    if (level > ceiling && estimate >= ceiling * KNEE_SHARE && !(oneCall && estimate >= LONE_SHARE)) {
       // Above the best level that ran clean lately: the knee. Probing it again soon would only queue calls.
       this.probeAt = now + KNEE_PROBE_MS * jitter;
       this.partialProbeAt = now + KNEE_PROBE_PARTIAL_MS * jitter;

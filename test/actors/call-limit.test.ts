@@ -82,13 +82,38 @@ describe('CallLimit', () => {
   });
 
   it('follows a capacity that halves within 2 s, and recovers within 5 s of its return', () => {
-    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100 });
-    const workers = (t: number) => (t >= 10_000 && t < 15_000 ? 2 : 4);
-    const trace = simulate(law, { seconds: 25, workers });
-    const followed = trace.find((step) => step.t >= 10_000 && step.limit <= 2)!;
-    expect(followed.t - 10_000).toBeLessThan(2_000);
-    const recovered = trace.find((step) => step.t >= 15_000 && step.limit >= 4)!;
-    expect(recovered.t - 15_000).toBeLessThan(5_000);
+    for (const seed of [1, 2, 3, 79_190]) {
+      const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(seed) });
+      const workers = (t: number) => (t >= 10_000 && t < 15_000 ? 2 : 4);
+      const trace = simulate(law, { seconds: 25, workers });
+      const followed = trace.find((step) => step.t >= 10_000 && step.limit <= 2)!;
+      expect(followed.t - 10_000).toBeLessThan(2_000);
+      const recovered = trace.find((step) => step.t >= 15_000 && step.limit >= 4)!;
+      expect(recovered.t - 15_000).toBeLessThan(5_000);
+    }
+  });
+
+  it('does not take a probe that met a capacity drop for the knee: it climbs back as after any drop', () => {
+    // 4 workers; the capacity halves just as the law probes 5 calls, and comes back 3 s later. Read as the knee,
+    // the next probe would wait KNEE_PROBE_MS; the limit must be back at 4 within 2 s of the return.
+    const law = new CallLimit({ max: 32, initial: 4, batchMaxSize: 100, random: seeded(5) });
+    let dropAt = Infinity;
+    const trace: { t: number; limit: number }[] = [];
+    for (let t = 0; t < 30_000; ) {
+      const calls = law.limit;
+      if (dropAt === Infinity && t >= 5_000 && calls === 5) dropAt = t;
+      const latency = 100 * Math.max(1, calls / (t >= dropAt && t < dropAt + 3_000 ? 2 : 4));
+      for (let i = 0; i < calls; i++) {
+        law.onHeld();
+        law.onSample(latency, 100, t + latency, calls);
+      }
+      t += latency;
+      trace.push({ t, limit: law.limit });
+    }
+    expect(dropAt).toBeLessThan(20_000);
+    expect(trace.find((step) => step.t >= dropAt && step.limit <= 2)).toBeDefined();
+    const back = trace.find((step) => step.t >= dropAt + 3_000 && step.limit >= 4)!;
+    expect(back.t - (dropAt + 3_000)).toBeLessThan(2_000);
   });
 
   it('judges a call against calls of its own size: bigger batches that take longer are not queueing', () => {
