@@ -8,18 +8,12 @@
  * sidecar: floor / bare is what the design itself costs, sidecar / floor what
  * the sidecar's own code adds (ADR 0011; what it found: ADR 0013).
  *
- * FLOOR_CONTRACT=1 is the contract floor: the floor plus what SPEC asks of
- * every request and every batch, each in its plainest form. UTF-8 checked (400);
- * `x-timeout-ms` and the edge stamp read, the deadline counted from the stamp
- * (504 on arrival when it has passed, and at it while the call runs, one timer
- * per batch); `server-timing` (with `edge;dur=`); prom-client's
- * sidecar_requests_total{outcome}, sidecar_overhead_seconds and
- * sidecar_edge_wait_seconds per answer, sidecar_batch_size,
- * sidecar_batches_total{trigger} and sidecar_downstream_duration_seconds per
- * batch, at GET /metrics. Still none of the sidecar's own machinery: actors,
- * admission law, call limit, drain, retries. contract / floor is what the
- * contract costs; sidecar / contract what the sidecar's own design adds
- * (ADR 0023).
+ * FLOOR_CONTRACT=1, the contract floor (ADR 0023): the floor plus SPEC's work
+ * per request and per batch, in its plainest form: UTF-8 checked (400),
+ * `x-timeout-ms` and the edge stamp read, deadlines from the stamp (504 on
+ * arrival, or at the deadline: one timer per batch), `server-timing`, SPEC's
+ * request and batch metrics (the sidecar's Metrics, no process metrics) at GET
+ * /metrics. None of the sidecar's own machinery (actors, admission, call limit).
  *
  * Run alone: `DOWNSTREAM_URL=http://127.0.0.1:PORT/batch npx node bench/floor-server.ts`
  * (PORT 0, HOST 127.0.0.1, SHARD_COUNT 4, BATCH_MAX_WAIT_MS 10, BATCH_MAX_SIZE
@@ -27,10 +21,10 @@
  */
 import { isUtf8 } from 'node:buffer';
 import Fastify, { type FastifyReply } from 'fastify';
-import { Counter, Histogram, register } from 'prom-client';
 import { Pool, type Dispatcher } from 'undici';
 import { MAX_KEY_BYTES, shardForKey } from '../src/actors/routing.ts';
 import { edgeWaitMs } from '../src/http/edge-stamp.ts';
+import { Metrics } from '../src/telemetry/metrics.ts';
 
 const SHARD_COUNT = Number(process.env.SHARD_COUNT ?? 4);
 const WINDOW_MS = Number(process.env.BATCH_MAX_WAIT_MS ?? 10);
@@ -41,11 +35,7 @@ const TIMEOUT_MS = 10_000; // REQUEST_TIMEOUT_MS's default
 const pool = new Pool(downstream.origin, { connections: SHARD_COUNT * 8, pipelining: 1, keepAliveTimeout: 30_000 });
 
 /** The contract's per-item figures (FLOOR_CONTRACT=1): when it came, its edge wait (-1: no stamp), its deadline. */
-interface Timing {
-  readonly receivedAt: number;
-  readonly edgeMs: number;
-  readonly deadline: number;
-}
+type Timing = { readonly [K in 'receivedAt' | 'edgeMs' | 'deadline']: number };
 
 interface OpenBatch {
   readonly shard: number;
@@ -56,15 +46,7 @@ interface OpenBatch {
   timer: NodeJS.Timeout | null;
 }
 
-const seconds = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets });
-const outcomes = new Counter({ name: 'sidecar_requests_total', help: 'Requests by outcome.', labelNames: ['outcome'] });
-const [okCount, timeoutCount, invalidCount] = [outcomes.labels('ok'), outcomes.labels('timeout'), outcomes.labels('invalid')];
-const overhead = seconds('sidecar_overhead_seconds', 'Time in the sidecar minus the downstream call.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
-const edgeWait = seconds('sidecar_edge_wait_seconds', 'Wait before the sidecar, from the edge stamp.', [0.001, 0.005, 0.025, 0.1, 0.5, 1, 5]);
-const downstreamSeconds = seconds('sidecar_downstream_duration_seconds', 'Downstream calls.', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5]);
-const batchSize = new Histogram({ name: 'sidecar_batch_size', help: 'Items per batch.', buckets: [1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100] });
-const batches = new Counter({ name: 'sidecar_batches_total', help: 'Batches by trigger.', labelNames: ['trigger'] });
-const [bySize, byTime] = [batches.labels('size'), batches.labels('time')];
+const metrics = new Metrics({ batchMaxSize: MAX_SIZE, processMetrics: false });
 const tenths = (ms: number): number => (ms > 0 ? Math.round(ms * 10) / 10 : 0);
 
 const open: (OpenBatch | null)[] = Array.from({ length: SHARD_COUNT }, () => null);
@@ -73,10 +55,6 @@ let sequence = 0;
 function send(batch: OpenBatch): void {
   if (batch.timer !== null) clearTimeout(batch.timer);
   open[batch.shard] = null;
-  if (CONTRACT) {
-    batchSize.observe(batch.bodies.length);
-    (batch.bodies.length >= MAX_SIZE ? bySize : byTime).inc();
-  }
   const body = Buffer.allocUnsafe(batch.bytes + 1);
   let offset = 0;
   body[offset++] = 0x5b; // [
@@ -97,22 +75,14 @@ class BatchAnswer implements Dispatcher.DispatchHandler {
   private readonly chunks: Buffer[] = [];
   private ok = false;
   private readonly sentAt = performance.now();
-  /** FLOOR_CONTRACT=1: answers the items whose deadline passes while the call runs, at the earliest of them. */
+  /** FLOOR_CONTRACT=1: at the earliest deadline of the batch, answers those that passed 504. */
   private readonly deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(batch: OpenBatch, id: string) {
-    this.batch = batch;
-    this.id = id;
-    if (CONTRACT) {
-      let earliest = Infinity;
-      for (const timing of batch.timings) if (timing.deadline < earliest) earliest = timing.deadline;
-      this.deadlineTimer = setTimeout(() => this.expire(), earliest - this.sentAt);
-    }
-  }
-
-  private expire(): void {
-    const now = performance.now();
-    for (let i = 0; i < this.batch.replies.length; i++) if (this.batch.timings[i]!.deadline <= now) timedOut(this.batch.replies[i]!);
+    [this.batch, this.id] = [batch, id];
+    if (!CONTRACT) return;
+    const expire = (): void => batch.timings.forEach((timing, i) => timing.deadline <= performance.now() && refuse(batch.replies[i]!, 504, 'timeout'));
+    this.deadlineTimer = setTimeout(expire, Math.min(...batch.timings.map((timing) => timing.deadline)) - this.sentAt);
   }
 
   onRequestStart(): void {}
@@ -137,7 +107,7 @@ class BatchAnswer implements Dispatcher.DispatchHandler {
     if (!Array.isArray(results) || results.length !== replies.length) return this.fail();
     const now = CONTRACT ? performance.now() : 0;
     const downstreamMs = now - this.sentAt;
-    if (CONTRACT) downstreamSeconds.observe(downstreamMs / 1000);
+    if (CONTRACT) metrics.batch({ batchId: this.id, size: replies.length, trigger: replies.length >= MAX_SIZE ? 'size' : 'time', status: 200, error: null }, downstreamMs);
     const shared = `, downstream;dur=${tenths(downstreamMs)}, sidecar;dur=`;
     for (let i = 0; i < replies.length; i++) {
       const reply = replies[i]!;
@@ -145,12 +115,12 @@ class BatchAnswer implements Dispatcher.DispatchHandler {
       if (CONTRACT) {
         const timing = this.batch.timings[i]!;
         if (timing.deadline <= now) {
-          timedOut(reply);
+          refuse(reply, 504, 'timeout');
           continue;
         }
         const sidecarMs = now - timing.receivedAt - downstreamMs;
-        okCount.inc();
-        overhead.observe(sidecarMs / 1000);
+        metrics.request('ok');
+        metrics.overheadSeconds(sidecarMs / 1000);
         const serverTiming = `queue;dur=${tenths(this.sentAt - timing.receivedAt)}${shared}${tenths(sidecarMs)}`;
         reply.header('server-timing', timing.edgeMs < 0 ? serverTiming : `edge;dur=${tenths(timing.edgeMs)}, ${serverTiming}`);
       }
@@ -168,15 +138,11 @@ class BatchAnswer implements Dispatcher.DispatchHandler {
   }
 }
 
-function timedOut(reply: FastifyReply): void {
+/** FLOOR_CONTRACT=1: a 504 (the deadline passed) or a 400 (a bad header), counted. */
+function refuse(reply: FastifyReply, status: 504 | 400, error: string): void {
   if (reply.sent) return;
-  timeoutCount.inc();
-  reply.code(504).type('application/json').send('{"error":"timeout"}');
-}
-
-function invalid(reply: FastifyReply, message: string): void {
-  invalidCount.inc();
-  reply.code(400).type('application/json').send(JSON.stringify({ error: message }));
+  metrics.request(status === 504 ? 'timeout' : 'bad_request');
+  reply.code(status).type('application/json').send(JSON.stringify({ error }));
 }
 
 const app = Fastify({ logger: false, keepAliveTimeout: 65_000 });
@@ -201,13 +167,12 @@ app.post('/process', (request, reply) => {
   if (CONTRACT) {
     const receivedAt = performance.now();
     const edgeMs = edgeWaitMs(request.headers['x-request-start'], Date.now());
-    if (edgeMs === edgeMs) edgeWait.observe(edgeMs / 1000); // NaN: no usable stamp
+    if (edgeMs === edgeMs) metrics.edgeWaitSeconds(edgeMs / 1000); // NaN: no usable stamp
     const header = request.headers['x-timeout-ms'];
     const timeoutMs = typeof header === 'string' ? Number(header) : TIMEOUT_MS;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) return invalid(reply, 'x-timeout-ms');
-    if (Buffer.byteLength(key) > MAX_KEY_BYTES) return invalid(reply, 'key too long');
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || Buffer.byteLength(key) > MAX_KEY_BYTES) return refuse(reply, 400, 'x-timeout-ms or key');
     timing = { receivedAt, edgeMs: edgeMs === edgeMs ? edgeMs : -1, deadline: receivedAt - (edgeMs === edgeMs ? edgeMs : 0) + Math.min(timeoutMs, TIMEOUT_MS) };
-    if (timing.deadline <= receivedAt) return timedOut(reply);
+    if (timing.deadline <= receivedAt) return refuse(reply, 504, 'timeout');
   }
   const shard = shardForKey(key, SHARD_COUNT);
   let batch = open[shard];
@@ -223,7 +188,7 @@ app.post('/process', (request, reply) => {
   if (batch.bodies.length >= MAX_SIZE) send(batch);
 });
 
-if (CONTRACT) app.get('/metrics', async (_request, reply) => reply.type(register.contentType).send(await register.metrics()));
+if (CONTRACT) app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.exposition()));
 
 await app.listen({ port: Number(process.env.PORT ?? 0), host: process.env.HOST ?? '127.0.0.1' });
 const address = app.server.address();

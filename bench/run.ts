@@ -3,29 +3,9 @@
  * machine, as ratios where a ratio is the point (ADR 0011: the method; ADR
  * 0022: the kit). Each question has one phase, a file in bench/phases/ built
  * on bench/kit/ (one generator, one launcher, one way to read a process, one
- * report writer):
- *
- *   question                                                          phase (BENCH_PHASE)
- *   added p99 at 1k/5k/10k req/s ≤ 15 ms; CPU per request at 5k ≤ 1.2×
- *     the floor's; downstream calls per 1,000 requests (shielding)    added-latency
- *   closed-loop 2xx/s ≥ 0.85× the floor's with ≤ 1 % 503s, p99 ≤ 1.5×,
- *     peak RSS ≤ 1.2×; idle CPU ≤ 2 ms a second                       cost
- *   20k/30k req/s bursts, stamped or not: every request answered, p99,
- *     in-time goodput against the floor, recovery                     bursts
- *   a downstream with a limit, untuned: at and over capacity, a
- *     capacity drop, two sidecars, other shapes; hand-tuned beside it limited-downstream
- *   INGRESS_THREADS=2 against 1: throughput, global batching, latency ingress-threads
- *   the adaptive window against the fixed one: latency with room,
- *     calls at a bottleneck                                           window-mode
- *   one change against a commit, in one run                           bench/compare.ts (not a phase)
- *   50,000 req/s on a many-core machine                               BENCH_GENERATORS=n BENCH_RATES=50000
- *                                                                      BENCH_PHASE=added-latency,cost
- *
- * Retired, their figures kept in ADR 0022 (and 0008, 0013, 0016, 0017): the
- * closed loop at 2,000 connections against the bare route and tracing on
- * against off (now `TRACING=ab npx node bench/compare.ts`), overhead at 80 %
- * of the maximum, batching efficiency at 1k..20k (now in added-latency),
- * memory with 10,000 waiting, SHARD_COUNT 1/4/16, bench/micro/*, the window trace.
+ * report writer); PHASES below lists them, and docs/performance.md gives each
+ * its question, its targets and the command that runs it alone. Retired
+ * questions keep their last figures in ADR 0022.
  *
  * Output: each phase's bench/results/<phase>.json and .md; a run of every
  * phase also latest.json, summary.md (one table of every verdict, then each

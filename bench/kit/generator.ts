@@ -43,17 +43,10 @@ export interface GeneratorConfig {
 export type GeneratorCpu = { readonly [K in 'seconds' | 'percent' | 'windowSeconds' | 'totalSeconds']: number };
 
 /** autocannon's figures; `errors` counts connection errors and timeouts; the latency (ms) is closed loop, coordinated omission and all: informational. */
-export interface ClosedLoopResult {
-  readonly durationSeconds: number;
-  readonly requests: number;
-  readonly ok: number;
-  readonly okPerSecond: number;
-  readonly non2xx: number;
-  readonly errors: number;
-  readonly timeouts: number;
+export type ClosedLoopResult = { readonly [K in 'durationSeconds' | 'requests' | 'ok' | 'okPerSecond' | 'non2xx' | 'errors' | 'timeouts']: number } & {
   readonly statusCodes: Record<string, number>;
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number; readonly max: number };
-}
+};
 
 export type GeneratorEvent = { readonly event: 'segment' | 'warm' | 'start' | 'sent'; readonly index?: number };
 

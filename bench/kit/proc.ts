@@ -7,12 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
-export interface ProcSample {
-  /** User + system CPU so far, s; resident set size now and at its peak so far, bytes. */
-  readonly cpuSeconds: number;
-  readonly rssBytes: number;
-  readonly hwmBytes: number;
-}
+/** User + system CPU so far, s; resident set size now and at its peak so far, bytes. */
+export type ProcSample = { readonly [K in 'cpuSeconds' | 'rssBytes' | 'hwmBytes']: number };
 
 const TICKS = ((): number => {
   try {

@@ -31,27 +31,13 @@ export interface RunSpec {
 }
 
 /** What every run records: its name, round, the load average at its start, the server over the window, the generator's CPU. */
-interface Run {
-  readonly label: string;
-  readonly variant: Variant;
-  readonly round: number;
-  readonly loadAverage: number;
-  readonly server: ServerFigures;
-  readonly generator: GeneratorCpu;
-}
+type Run = { readonly [K in 'round' | 'loadAverage']: number } & { readonly label: string; readonly variant: Variant; readonly server: ServerFigures; readonly generator: GeneratorCpu };
 
 /** The measured segments (the schedule less its warm-up), the schedule by second, the downstream's own p99 over the window (its GET /stats; null: bare, or unread). */
-export interface OpenRun extends Run {
-  readonly segments: SegmentResult[];
-  readonly seconds: SecondResult[];
-  readonly downstreamP99Ms: number | null;
-}
+export type OpenRun = Run & { readonly segments: SegmentResult[]; readonly seconds: SecondResult[]; readonly downstreamP99Ms: number | null };
 
 /** autocannon's figures, and the server's CPU µs per 2xx answer. */
-export interface ClosedRun extends Run {
-  readonly closed: ClosedLoopResult;
-  readonly cpuUsPerRequest: number | null;
-}
+export type ClosedRun = Run & { readonly closed: ClosedLoopResult; readonly cpuUsPerRequest: number | null };
 
 /**
  * Runs `run` with a downstream of its own (the unlimited one by default), 64

@@ -11,7 +11,7 @@ import * as metrics from '../../sim/scrape.ts';
 import { cpuBetween, sampleProcess, sampleThreads, threadCpuBetween, type ThreadCpu } from './proc.ts';
 import type { EventLoopFigures, GcByIsolate, GcFigures, ThreadEventLoopFigures } from './trace.ts';
 
-export interface ServerFigures {
+interface ServerReadings {
   readonly cpuSeconds: number | null;
   readonly peakRssBytes: number | null;
   /** GC pauses of every isolate together, and the main thread's apart from the workers'; empty when not traced. */
@@ -24,14 +24,11 @@ export interface ServerFigures {
   readonly threadCpu: ThreadCpu | null;
   /** The sidecar only, from /metrics over the window (null for the others). */
   readonly overhead: { readonly p50Ms: number | null; readonly p99Ms: number | null; readonly p99Overflow: boolean } | null;
-  readonly batches: number | null;
-  readonly items: number | null;
-  readonly meanBatchSize: number | null;
-  readonly callsPer1000: number | null;
   readonly outcomes: Record<string, number> | null;
-  /** The mean over the shards of sidecar_batch_window_seconds when the window closed, ms. */
-  readonly batchWindowMs: number | null;
 }
+
+/** batchWindowMs: the mean over the shards of sidecar_batch_window_seconds when the window closed, ms. */
+export type ServerFigures = ServerReadings & { readonly [K in 'batches' | 'items' | 'meanBatchSize' | 'callsPer1000' | 'batchWindowMs']: number | null };
 
 export class Window {
   private readonly child: Child;

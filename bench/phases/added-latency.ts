@@ -11,10 +11,8 @@
  * client p99 at the same rate (ADR 0011). Beside it: GC pauses (the largest
  * scavenge at 5,000 req/s ≤ 5 ms, issue 10), event-loop delay, the sidecar's
  * own sidecar_overhead_seconds, and the generator's CPU and send lag. At
- * 5,000 req/s the contract floor runs too (bench/floor-server.ts with
- * FLOOR_CONTRACT=1: the floor plus what SPEC asks of every request): its CPU
- * per request over the floor's is what the contract costs before any of the
- * sidecar's own design (ADR 0023).
+ * 5,000 req/s the contract floor too (FLOOR_CONTRACT=1, ADR 0023): what
+ * SPEC's per-request work costs before any of the sidecar's own design.
  *
  * BENCH_RATES (default 1000,5000,10000), BENCH_ROUNDS (2), BENCH_FLOOR=0 (no floor), SIDECAR_ENV.
  */
@@ -78,8 +76,7 @@ export function verdicts(r: AddedLatencyResults): Verdict[] {
     const x = ratio(cpu('sidecar'), cpu('floor'));
     out.push({ name: 'server CPU per request at 5,000 req/s, sidecar / floor', result: `${num(cpu('sidecar'))} / ${num(cpu('floor'))} µs = ${num(x, 2)}×`, target: `≤ ${TARGETS.cpuPerRequestOfFloor}×`, pass: judge(x, (v) => v <= TARGETS.cpuPerRequestOfFloor) });
     if (cpu('contract') !== null) {
-      const contract = ratio(cpu('contract'), cpu('floor'));
-      const own = ratio(cpu('sidecar'), cpu('contract'));
+      const [contract, own] = [ratio(cpu('contract'), cpu('floor')), ratio(cpu('sidecar'), cpu('contract'))];
       out.push({ name: "… of which the contract's per-request work: contract floor / floor (FLOOR_CONTRACT=1)", result: `${num(cpu('contract'))} / ${num(cpu('floor'))} µs = ${num(contract, 2)}×`, target: 'what SPEC costs', pass: null, reported: true });
       out.push({ name: '… and the sidecar over the contract floor (actors, admission, call limit, drain)', result: `${num(own, 2)}×`, target: 'what our design costs', pass: null, reported: true });
     }

@@ -24,33 +24,15 @@ export type LimitFigures = { readonly min: number; readonly mean: number; readon
  * due; neverWritten: requests of the whole schedule never written to a socket;
  * limit: sidecar_downstream_concurrency_limit every 250 ms (null: no such gauge).
  */
-export interface SideFigures {
-  readonly offered: number;
-  readonly requests: number;
-  readonly ok: number;
-  readonly goodput: number;
-  readonly okShare: number;
-  readonly inTimeGoodput: number;
-  readonly servedPerSecond: number;
-  readonly okLatencyMs: Percentiles | null;
-  readonly latencyMs: Percentiles | null;
-  readonly shed: number;
-  readonly shedWithRetryAfter: number;
-  readonly status504: number;
+export type SideFigures = {
+  readonly [K in 'offered' | 'requests' | 'ok' | 'goodput' | 'okShare' | 'inTimeGoodput' | 'servedPerSecond' | 'shed' | 'shedWithRetryAfter' | 'status504' | 'errorCount' | 'unfinished' | 'neverWritten' | 'generatorCpuPercent']: number;
+} & { readonly [K in 'sendLagP99Ms' | 'meanBatchSize' | 'calls' | 'sidecarCpuPercent']: number | null } & { readonly [K in 'okLatencyMs' | 'latencyMs']: Percentiles | null } & {
   readonly statuses: Record<string, number>;
   readonly errors: Record<string, number>;
-  readonly errorCount: number;
-  readonly unfinished: number;
-  readonly neverWritten: number;
-  readonly sendLagP99Ms: number | null;
-  readonly meanBatchSize: number | null;
-  readonly calls: number | null;
   readonly outcomes: Record<string, number> | null;
-  readonly sidecarCpuPercent: number | null;
-  readonly generatorCpuPercent: number;
   readonly limit: LimitFigures | null;
   readonly problems: string[];
-}
+};
 
 /** The downstream's GET /stats over the window; capacity: full batches of 100 on every worker. */
 export type DownstreamFigures = { readonly capacity: number; readonly capacityRatio: number | null } & {
@@ -62,47 +44,34 @@ export type DownstreamFigures = { readonly capacity: number; readonly capacityRa
  * calls (s after the window opened), the call limit over time, when it
  * followed (≤ droppedWorkers + 1) and recovered (≥ the workers), by second.
  */
-export interface DropFigures {
-  readonly dropAtS: number;
-  readonly restoreAtS: number;
-  readonly droppedWorkers: number;
-  readonly droppedAtS: number | null;
-  readonly restoredAtS: number | null;
+export type DropFigures = { readonly [K in 'dropAtS' | 'restoreAtS' | 'droppedWorkers']: number } & {
+  readonly [K in 'droppedAtS' | 'restoredAtS' | 'followsWithinS' | 'recoversWithinS']: number | null;
+} & {
   readonly series: { readonly t: number; readonly limit: number }[];
-  readonly followsWithinS: number | null;
-  readonly recoversWithinS: number | null;
   readonly perSecond: { readonly t: number; readonly sent: number; readonly ok: number; readonly shed: number; readonly other: number }[];
-}
+};
 
-export interface LimitedRun {
+export type LimitedRun = { readonly [K in 'rate' | 'windowSeconds' | 'loadAverage']: number } & {
   readonly key: string;
   readonly kind: RunKind;
   readonly shape: Shape;
   readonly variant: VariantName;
-  readonly rate: number;
   readonly env: Record<string, string>;
-  readonly windowSeconds: number;
-  readonly loadAverage: number;
   readonly sides: SideFigures[];
   readonly downstream: DownstreamFigures | null;
   readonly drop: DropFigures | null;
-}
+};
 
-export interface LimitedResults {
+export type LimitedResults = { readonly [K in 'cpus' | 'loadAverageAtStart' | 'loadAverageAtEnd' | 'wallSeconds' | 'connections']: number } & {
   readonly date: string;
   readonly quick: boolean;
-  readonly cpus: number;
-  readonly loadAverageAtStart: number;
-  readonly loadAverageAtEnd: number;
-  readonly wallSeconds: number;
-  readonly connections: number;
   readonly durationsSeconds: { readonly warmup: number; readonly measure: number; readonly drop: number; readonly drain: number };
   readonly baseRef: string | null;
   readonly selected: { readonly shapes: string[]; readonly variants: VariantName[] };
   readonly shapes: (Shape & { readonly capacity: number })[];
   readonly runs: LimitedRun[];
   readonly problems: string[];
-}
+};
 
 export type LimitedVerdict = Verdict & { readonly run: string };
 
