@@ -98,6 +98,12 @@ describe('floorRows (bench/phases/added-latency.ts)', () => {
     expect(result(/sidecar over the contract floor/)).toBe('1.10×');
   });
 
+  it("sets the floor's added p99 beside the sidecar's, the same way", () => {
+    const at = (variant: string, p99: number) => ({ ...open(variant, 50, p99), downstreamP99Ms: 51 });
+    const rows = verdicts(results([at('bare', 3), at('floor', 70), at('sidecar', 80)]));
+    expect(rows.find((row) => row.name.startsWith('added p99 at 5,000'))?.result).toBe("80.0 − 51.0 − 3.0 = 26.0 ms (the floor's: 16.0 ms)");
+  });
+
   it('has no floor figures when the floor did not run', () => {
     expect(floorRows(results([open('bare', 30, 2), open('sidecar', 60, 64)])).every((row) => row.floor === null)).toBe(true);
   });
